@@ -26,7 +26,9 @@ from pathlib import Path
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 STATE_DIR_ENV = "CASCADE_ROUTER_STATE_DIR"
-SERVER_MODULE = "llama_cpp.server"
+SERVER_MODULE = "cascade_core.local_models"  # runs llama_cpp.server's main, see __main__ below
+SERVER_MARKS = (SERVER_MODULE.encode(), b"llama_cpp.server")  # how /proc cmdline shows ours
+TOP_K_KEPT = 64  # OpenAI allows top_logprobs <= 20; keep a margin
 
 
 class LocalModelError(RuntimeError):
@@ -167,7 +169,7 @@ def _is_our_server(pid: int) -> bool:
     if not cmdline.exists():  # no procfs (macOS): trust the pid file
         return True
     with contextlib.suppress(OSError):
-        return SERVER_MODULE.encode() in cmdline.read_bytes()
+        return any(mark in cmdline.read_bytes() for mark in SERVER_MARKS)
     return False
 
 
@@ -246,6 +248,8 @@ def start(port: int = DEFAULT_PORT, timeout: float = 120.0) -> ServerStatus:
     config_file.write_text(json.dumps(config, indent=2))
     # __main__ lets HOST/PORT/CONFIG_FILE env vars override the config file: pin them.
     env = {**os.environ, "HOST": HOST, "PORT": str(port), "CONFIG_FILE": str(config_file)}
+    package_root = str(Path(__file__).resolve().parent.parent)  # works without pip install -e
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with log_file.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", SERVER_MODULE, "--config_file", str(config_file)],
@@ -296,3 +300,49 @@ def stop(grace: float = 10.0) -> ServerStatus:
                 time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
     return current
+
+
+class _VocabPairs:
+    """Stands for `zip(logprobs, range(n_vocab))` so `_sorted` can take the top-k with numpy."""
+
+    def __init__(self, values: object, indices: range) -> None:
+        self.values, self.indices = values, indices
+
+    def __iter__(self):  # any other consumer still sees the plain zip
+        return zip(self.values, self.indices)  # noqa: B905
+
+
+def _patch_fast_top_logprobs() -> None:
+    """Make llama-cpp-python's top_logprobs fast; results are unchanged.
+
+    Per generated token, llama_cpp.llama does `sorted(zip(logprobs, range(n_vocab)))` in pure
+    Python: 262k entries for Gemma 3, so a 16-token answer with logprobs took ~9 s instead of
+    ~0.5 s. Only `[:top_logprobs]` of that list is ever used, so we return just the top
+    TOP_K_KEPT pairs, found with numpy, by shadowing `zip`/`sorted` in that one module.
+    """
+    import builtins
+
+    import llama_cpp.llama as llama_module
+    import numpy as np
+
+    def _zip(*args: object, **kwargs: object) -> object:
+        if len(args) == 2 and isinstance(args[1], range) and len(args[1]) > TOP_K_KEPT:
+            return _VocabPairs(args[0], args[1])
+        return builtins.zip(*args, **kwargs)  # noqa: B905
+
+    def _sorted(iterable: object, *, key=None, reverse: bool = False) -> list:
+        if not isinstance(iterable, _VocabPairs) or key is not None or not reverse:
+            return builtins.sorted(iterable, key=key, reverse=reverse)
+        values = np.asarray(iterable.values, dtype=np.float64)
+        top = np.argpartition(values, -TOP_K_KEPT)[-TOP_K_KEPT:]
+        pairs = [(values[i].item(), int(i)) for i in top]
+        return builtins.sorted(pairs, reverse=True)
+
+    llama_module.zip, llama_module.sorted = _zip, _sorted
+
+
+if __name__ == "__main__":
+    _patch_fast_top_logprobs()
+    from llama_cpp.server.__main__ import main
+
+    main()
