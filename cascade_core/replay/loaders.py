@@ -1,0 +1,579 @@
+"""Loaders that turn logged model outputs into a `ReplayDataset`.
+
+Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by file name):
+
+* **Generic replay JSONL** (``.jsonl``), the format to write from your own production logs,
+  and also the format of the cascade logs in ``../shared/data/cascade_logs``. One JSON
+  object per line, one line per query; every line must hold the same models::
+
+      {"id": "q-17",                         # required, str or int, unique in the file
+       "prompt": "What is ...?",             # optional str (default "")
+       "task": "support",                    # optional str tag (default "")
+       "models": {                           # required, non-empty object
+         "small-model": {
+           "quality": 0.8,                   # number in [0, 1] (graded score), or
+           "correct": true,                  #   bool (1/0 also accepted); one of the two is
+                                             #   required; if both are given they must agree
+           "cost_usd": 0.00012,              # required, number >= 0 (actual cost of the call)
+           "logprobs": [-0.01, -1.2],        # optional list of token logprobs (numbers)
+           "confidence_logprob": -0.3,       # optional number: one logged confidence signal
+           "answer": "Paris",                # optional str: for agreement features
+           "tokens_in": 120,                 # optional number >= 0
+           "tokens_out": 3                   # optional number >= 0
+         },
+         "big-model": {...}}}
+
+  Unknown keys (e.g. ``latency_ms``) are ignored. ``null`` means "not logged" for the
+  optional fields. Signal ``confidence_logprob`` is the logged value, or, when only
+  ``logprobs`` is given, their sum (the log-probability of the whole answer); cells with
+  neither are NaN. Any bad or missing field raises `ReplayFormatError` naming the file,
+  the line and the field.
+
+* **RouterBench column format** (``.csv`` and the original pandas pickle ``.pkl``): columns
+  ``sample_id, prompt, eval_name``, per model ``<model>`` (score 0..1),
+  ``<model>|model_response``, ``<model>|total_cost``, and ``oracle_model_to_route_to``
+  (ignored: the oracle is recomputed from the scores). Models are the columns ending in
+  ``|total_cost``. Prompts/responses stored as a Python list literal (``"['text']"``) are
+  unwrapped to their text (elements joined by a blank line).
+
+  **Empty cells** (empty CSV field, None or NaN) in a score or cost column mean *the value
+  was never recorded*; they are neither a wrong answer nor a free call. By default
+  (``missing="drop"``) a row is dropped when any *selected* model has an empty score or
+  cost cell, a `ReplayDataWarning` says how many rows were dropped, and their ids are kept
+  in ``ReplayDataset.dropped_ids``; ``missing="raise"`` raises `ReplayFormatError` at the
+  first empty cell instead. Why not 0 or imputation: in the real RouterBench rows the empty
+  cells (154 score cells, all in arc-challenge) sit on 14 sample ids that appear twice with
+  different prompts (a merge artifact, the two twins each graded for only some models);
+  scoring them 0 would penalise the models that happened not to be graded, and borrowing
+  the twin's grade would be a guess. Empty response cells are just "" (not needed to score).
+
+Pickles run code when loaded: load only pickles you trust.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .dataset import ReplayDataset, concat_datasets
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "ReplayDataWarning",
+    "ReplayFormatError",
+    "default_data_dir",
+    "load_cascade_log",
+    "load_cascade_logs",
+    "load_replay",
+    "load_replay_jsonl",
+    "load_routerbench_csv",
+    "load_routerbench_pickle",
+]
+
+DATA_ENV_VAR = "CASCADE_ROUTER_DATA"
+CONFIDENCE = "confidence_logprob"
+Missing = Literal["drop", "raise"]
+
+
+class ReplayFormatError(ValueError):
+    """A replay file is malformed; the message names the file, line (or row) and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.row = row
+        self.field = field
+        self.reason = message
+        parts = [self.path or "<replay>"]
+        if line is not None:
+            parts.append(f"line {line}")
+        if row is not None:
+            parts.append(f"row {row}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        super().__init__(f"{', '.join(parts)}: {message}")
+
+
+class ReplayDataWarning(UserWarning):
+    """Data was left out while loading (e.g. rows with empty cells); the message says how much."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def default_data_dir() -> Path | None:
+    """The shared replay data: ``$CASCADE_ROUTER_DATA`` or ``<repo>/../shared/data``.
+
+    Returns None when the folder does not exist (e.g. a package installed from an index),
+    so tests and benchmarks can skip with a clear reason instead of failing.
+    """
+    env = os.environ.get(DATA_ENV_VAR)
+    candidate = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".jsonl", ".json", ".csv", ".pkl", ".pickle"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_empty(x: Any) -> bool:
+    if x is None:
+        return True
+    if isinstance(x, str):
+        return x.strip() == ""
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _unwrap_text(x: Any) -> str:
+    """Text of a prompt/response cell; RouterBench stores them as Python list literals."""
+    if _is_empty(x):
+        return ""
+    if isinstance(x, (list, tuple)):
+        return "\n\n".join(str(e) for e in x)
+    text = str(x)
+    stripped = text.strip()
+    if stripped.startswith("[") and stripped.endswith("]"):
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return text
+        if isinstance(value, (list, tuple)) and all(isinstance(e, str) for e in value):
+            return "\n\n".join(value)
+    return text
+
+
+# ---------------------------------------------------------------------------- generic JSONL
+class _LineParser:
+    """Checks one JSONL record; every error names file, line and field."""
+
+    def __init__(self, path: Path, line: int) -> None:
+        self.path, self.line = path, line
+
+    def error(self, field: str | None, message: str) -> ReplayFormatError:
+        return ReplayFormatError(message, path=self.path, line=self.line, field=field)
+
+    def number(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        field: str,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        required: bool = True,
+    ) -> float:
+        if key not in obj or obj[key] is None:
+            if required:
+                raise self.error(field, "missing")
+            return math.nan
+        value = obj[key]
+        if not _is_number(value) or not math.isfinite(value):
+            raise self.error(field, f"expected a finite number, got {value!r}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.error(field, f"{value!r} outside [{lo}, {hi if hi is not None else 'inf'}]")
+        return float(value)
+
+    def quality(self, entry: Mapping[str, Any], field: str) -> float:
+        has_q = entry.get("quality") is not None
+        has_c = entry.get("correct") is not None
+        if not has_q and not has_c:
+            raise self.error(f"{field}.quality", "missing (give 'quality' in [0, 1] or 'correct')")
+        correct = math.nan
+        if has_c:
+            c = entry["correct"]
+            if isinstance(c, bool) or (_is_number(c) and c in (0, 1)):
+                correct = float(c)
+            else:
+                raise self.error(f"{field}.correct", f"expected true/false, got {c!r}")
+        if not has_q:
+            return correct
+        q = self.number(entry, "quality", f"{field}.quality", lo=0.0, hi=1.0)
+        if has_c and q != correct:
+            raise self.error(f"{field}.quality", f"quality {q} disagrees with correct={correct}")
+        return q
+
+    def logprobs(self, entry: Mapping[str, Any], field: str) -> np.ndarray | None:
+        value = entry.get("logprobs")
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(_is_number(v) for v in value):
+            raise self.error(f"{field}.logprobs", "expected a list of numbers")
+        arr = np.asarray(value, dtype=float)
+        if np.any(np.isnan(arr)) or np.any(arr > 1e-6):
+            raise self.error(f"{field}.logprobs", "log-probabilities must be <= 0 and not NaN")
+        return arr
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with _open_text(path) as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield line_no, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ReplayFormatError(
+                    f"not valid JSON ({exc.msg})", path=path, line=line_no
+                ) from None
+
+
+def load_replay_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    models: Sequence[str] | None = None,
+    require_signals: Iterable[str] = (),
+) -> ReplayDataset:
+    """Load the generic replay JSONL format described in this module's docstring.
+
+    ``models`` selects (and orders) models; by default the first line's models, sorted
+    cheapest first by mean cost. ``require_signals`` turns a missing signal into an error
+    (for data whose evaluation depends on it).
+    """
+    path = Path(path)
+    required = tuple(require_signals)
+    unknown = [s for s in required if s != CONFIDENCE]
+    if unknown:
+        raise ValueError(
+            f"unknown required signals {unknown}; this format logs only {CONFIDENCE!r}"
+        )
+    ids: dict[str, int] = {}
+    prompts: list[str] = []
+    tasks: list[str] = []
+    quality: list[list[float]] = []
+    cost: list[list[float]] = []
+    conf: list[list[float]] = []
+    answers: list[list[str | None]] = []
+    logprobs: list[list[np.ndarray | None]] = []
+    tok_in: list[list[float]] = []
+    tok_out: list[list[float]] = []
+    names: list[str] | None = list(models) if models is not None else None
+
+    for line_no, rec in _read_jsonl(path):
+        p = _LineParser(path, line_no)
+        if not isinstance(rec, dict):
+            raise p.error(None, f"expected a JSON object, got {type(rec).__name__}")
+        if rec.get("id") is None:
+            raise p.error("id", "missing")
+        if not isinstance(rec["id"], (str, int)) or isinstance(rec["id"], bool):
+            raise p.error("id", f"expected a string or integer, got {rec['id']!r}")
+        qid = str(rec["id"])
+        if qid in ids:
+            raise p.error("id", f"duplicate id {qid!r} (first on line {ids[qid]})")
+        ids[qid] = line_no
+        for key in ("prompt", "task"):
+            if rec.get(key) is not None and not isinstance(rec[key], str):
+                raise p.error(key, f"expected a string, got {type(rec[key]).__name__}")
+        prompts.append(rec.get("prompt") or "")
+        tasks.append(rec.get("task") or "")
+        entries = rec.get("models")
+        if not isinstance(entries, dict) or not entries:
+            raise p.error("models", "missing or not a non-empty object")
+        if names is None:
+            names = list(entries)
+        row = {k: [] for k in ("q", "c", "conf", "ans", "lp", "ti", "to")}
+        for m in names:
+            field = f"models.{m}"
+            entry = entries.get(m)
+            if entry is None:
+                raise p.error(field, f"model {m!r} missing (every line needs the same models)")
+            if not isinstance(entry, dict):
+                raise p.error(field, "expected an object")
+            row["q"].append(p.quality(entry, field))
+            row["c"].append(p.number(entry, "cost_usd", f"{field}.cost_usd", lo=0.0))
+            lp = p.logprobs(entry, field)
+            c = p.number(entry, CONFIDENCE, f"{field}.{CONFIDENCE}", required=False)
+            if math.isnan(c) and lp is not None:
+                c = float(lp.sum())
+            if math.isnan(c) and CONFIDENCE in required:
+                raise p.error(f"{field}.{CONFIDENCE}", "missing (required signal)")
+            row["conf"].append(c)
+            row["lp"].append(lp)
+            ans = entry.get("answer")
+            if ans is not None and not isinstance(ans, str):
+                raise p.error(f"{field}.answer", f"expected a string, got {type(ans).__name__}")
+            row["ans"].append(ans)
+            row["ti"].append(
+                p.number(entry, "tokens_in", f"{field}.tokens_in", lo=0.0, required=False)
+            )
+            row["to"].append(
+                p.number(entry, "tokens_out", f"{field}.tokens_out", lo=0.0, required=False)
+            )
+        quality.append(row["q"])
+        cost.append(row["c"])
+        conf.append(row["conf"])
+        answers.append(row["ans"])
+        logprobs.append(row["lp"])
+        tok_in.append(row["ti"])
+        tok_out.append(row["to"])
+
+    if names is None or not ids:
+        raise ReplayFormatError("no queries in file", path=path)
+    n, k = len(ids), len(names)
+
+    def objects(rows: list[list[Any]]) -> np.ndarray | None:
+        if all(v is None for r in rows for v in r):
+            return None
+        arr = np.empty((n, k), dtype=object)
+        for i, r in enumerate(rows):
+            for j, v in enumerate(r):
+                arr[i, j] = v
+        return arr
+
+    def floats(rows: list[list[float]]) -> np.ndarray | None:
+        arr = np.asarray(rows, dtype=float)
+        return None if np.all(np.isnan(arr)) else arr
+
+    conf_arr = floats(conf)
+    ds = ReplayDataset(
+        name=name or _stem(path),
+        model_names=names,
+        query_ids=list(ids),
+        prompts=prompts,
+        tasks=tasks,
+        quality=np.asarray(quality, dtype=float),
+        cost=np.asarray(cost, dtype=float),
+        signals={} if conf_arr is None else {CONFIDENCE: conf_arr},
+        answers=objects(answers),
+        logprobs=objects(logprobs),
+        tokens_in=floats(tok_in),
+        tokens_out=floats(tok_out),
+    )
+    return ds if models is not None else ds.sorted_by_cost()
+
+
+def load_cascade_log(path: str | os.PathLike[str]) -> ReplayDataset:
+    """One cascade-logs file (``<task>_llama_<split>.jsonl.gz``): the generic JSONL format
+    with ``correct`` as quality and the logged ``confidence_logprob`` required."""
+    return load_replay_jsonl(path, require_signals=(CONFIDENCE,))
+
+
+_CASCADE_FILE = re.compile(r"^(?P<task>.+?)_(?P<chain>[^_]+)_(?P<split>[^_]+)\.jsonl(\.gz)?$")
+
+
+def load_cascade_logs(
+    directory: str | os.PathLike[str], split: str
+) -> tuple[dict[str, ReplayDataset], ReplayDataset]:
+    """All ``<task>_<chain>_<split>.jsonl[.gz]`` files of one split.
+
+    Returns (task -> dataset, pooled dataset named "pooled"), tasks sorted by name.
+    """
+    directory = Path(directory)
+    per_task: dict[str, ReplayDataset] = {}
+    for f in sorted(directory.iterdir()):
+        m = _CASCADE_FILE.match(f.name)
+        if m is None or m.group("split") != split:
+            continue
+        task = m.group("task")
+        if task in per_task:
+            raise ValueError(f"{directory}: two files for task {task!r} in split {split!r}")
+        ds = load_cascade_log(f)
+        per_task[task] = replace(ds, name=task)
+    if not per_task:
+        raise FileNotFoundError(f"no <task>_<chain>_{split}.jsonl[.gz] files in {directory}")
+    return per_task, concat_datasets(list(per_task.values()), name="pooled")
+
+
+# ---------------------------------------------------------------------------- RouterBench
+_COST_SUFFIX = "|total_cost"
+_RESPONSE_SUFFIX = "|model_response"
+
+
+def _routerbench_from_rows(
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    columns: Sequence[str],
+    *,
+    path: Path,
+    where: Literal["line", "row"],
+    models: Sequence[str] | None,
+    missing: Missing,
+    name: str | None,
+) -> ReplayDataset:
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    all_models = [c[: -len(_COST_SUFFIX)] for c in columns if c.endswith(_COST_SUFFIX)]
+    if not all_models:
+        raise ReplayFormatError(f"no '<model>{_COST_SUFFIX}' columns", path=path)
+    for col in ("sample_id", *all_models):
+        if col not in columns:
+            raise ReplayFormatError("column missing", path=path, field=col)
+    selected = list(models) if models is not None else all_models
+    for m in selected:
+        if m not in all_models:
+            raise KeyError(f"{path}: unknown model {m!r}; known: {all_models}")
+
+    def err(pos: int, field: str, message: str) -> ReplayFormatError:
+        loc = {"line": pos} if where == "line" else {"row": pos}
+        return ReplayFormatError(message, path=path, field=field, **loc)
+
+    def cell(rec: Mapping[str, Any], col: str, pos: int, lo: float, hi: float) -> float | None:
+        raw = rec.get(col)
+        if _is_empty(raw):
+            if missing == "raise":
+                raise err(pos, col, "empty cell")
+            return None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise err(pos, col, f"expected a number, got {raw!r}") from None
+        if not (lo <= value <= hi):
+            raise err(pos, col, f"{value!r} outside [{lo}, {hi}]")
+        return value
+
+    ids, prompts, tasks, quality, cost, answers, dropped = [], [], [], [], [], [], []
+    for pos, rec in rows:
+        if _is_empty(rec.get("sample_id")):
+            raise err(pos, "sample_id", "missing")
+        qid = str(rec["sample_id"])
+        q = [cell(rec, m, pos, 0.0, 1.0) for m in selected]
+        c = [cell(rec, m + _COST_SUFFIX, pos, 0.0, math.inf) for m in selected]
+        if any(v is None for v in q + c):
+            dropped.append(qid)
+            continue
+        ids.append(qid)
+        prompts.append(_unwrap_text(rec.get("prompt")))
+        tasks.append("" if _is_empty(rec.get("eval_name")) else str(rec["eval_name"]))
+        quality.append(q)
+        cost.append(c)
+        answers.append([_unwrap_text(rec.get(m + _RESPONSE_SUFFIX)) for m in selected])
+
+    if dropped:
+        warnings.warn(
+            f"{path}: dropped {len(dropped)} of {len(dropped) + len(ids)} rows with an empty"
+            f" score or cost cell for a selected model (ids in dataset.dropped_ids)",
+            ReplayDataWarning,
+            stacklevel=3,
+        )
+    if not ids:
+        raise ReplayFormatError("no complete rows left for the selected models", path=path)
+    ans = np.empty((len(ids), len(selected)), dtype=object)
+    for i, r in enumerate(answers):
+        ans[i, :] = r
+    ds = ReplayDataset(
+        name=name or _stem(path),
+        model_names=selected,
+        query_ids=ids,
+        prompts=prompts,
+        tasks=tasks,
+        quality=np.asarray(quality, dtype=float),
+        cost=np.asarray(cost, dtype=float),
+        answers=ans,
+        dropped_ids=tuple(dropped),
+    )
+    return ds if models is not None else ds.sorted_by_cost()
+
+
+def load_routerbench_csv(
+    path: str | os.PathLike[str],
+    *,
+    models: Sequence[str] | None = None,
+    missing: Missing = "drop",
+    name: str | None = None,
+) -> ReplayDataset:
+    """RouterBench columns from CSV (``.csv``/``.csv.gz``); empty cells as in the module doc.
+
+    Errors give the physical line on which the offending record starts.
+    """
+    path = Path(path)
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ReplayFormatError("empty file", path=path) from None
+
+        def rows() -> Iterator[tuple[int, dict[str, str]]]:
+            start = reader.line_num + 1
+            for values in reader:
+                if len(values) != len(header):
+                    raise ReplayFormatError(
+                        f"{len(values)} fields, header has {len(header)}", path=path, line=start
+                    )
+                yield start, dict(zip(header, values, strict=True))
+                start = reader.line_num + 1
+
+        return _routerbench_from_rows(
+            rows(), header, path=path, where="line", models=models, missing=missing, name=name
+        )
+
+
+def load_routerbench_pickle(
+    path: str | os.PathLike[str],
+    *,
+    models: Sequence[str] | None = None,
+    missing: Missing = "drop",
+    name: str | None = None,
+) -> ReplayDataset:
+    """RouterBench's original layout: a pickled pandas DataFrame with the same columns.
+
+    Needs pandas (only here). Errors give the 0-based row position. Load trusted files only.
+    """
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("reading RouterBench pickles needs pandas: pip install pandas") from exc
+    path = Path(path)
+    frame = pd.read_pickle(path)
+    if not isinstance(frame, pd.DataFrame):
+        raise ReplayFormatError(
+            f"expected a pickled DataFrame, got {type(frame).__name__}", path=path
+        )
+    columns = [str(c) for c in frame.columns]
+    records = frame.to_dict("records")
+    rows = ((i, {str(k): v for k, v in r.items()}) for i, r in enumerate(records))
+    return _routerbench_from_rows(
+        rows, columns, path=path, where="row", models=models, missing=missing, name=name
+    )
+
+
+# ---------------------------------------------------------------------------- dispatch
+def load_replay(path: str | os.PathLike[str], **kwargs: Any) -> ReplayDataset:
+    """Load any supported replay file, chosen by extension (``.gz`` allowed):
+    ``.jsonl`` -> `load_replay_jsonl`, ``.csv`` -> `load_routerbench_csv`,
+    ``.pkl``/``.pickle`` -> `load_routerbench_pickle`. Keyword arguments pass through."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".jsonl"):
+        return load_replay_jsonl(path, **kwargs)
+    if name.endswith(".csv"):
+        return load_routerbench_csv(path, **kwargs)
+    if name.endswith((".pkl", ".pickle")):
+        return load_routerbench_pickle(path, **kwargs)
+    raise ValueError(
+        f"{path}: unsupported replay file; expected .jsonl, .csv, .pkl or .pickle (optionally .gz)"
+    )
