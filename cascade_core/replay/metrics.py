@@ -93,9 +93,13 @@ def _area(x: np.ndarray, y: np.ndarray, lo: float, hi: float, floor: float) -> f
         a = np.maximum(x0, lo)
         b = np.minimum(x1, hi)
         width = x1 - x0
-        slope = np.divide(y1 - y0, width, out=np.zeros_like(width), where=width > 0)
-        ya = y0 + slope * (a - x0)
-        yb = y0 + slope * (b - x0)
+        # Position within the segment as a clipped fraction (no slope: a tiny width would
+        # overflow it), so interpolated values stay between the segment's end values.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ta = np.where(width > 0, np.clip((a - x0) / width, 0.0, 1.0), 0.0)
+            tb = np.where(width > 0, np.clip((b - x0) / width, 0.0, 1.0), 0.0)
+        ya = y0 + ta * (y1 - y0)
+        yb = y0 + tb * (y1 - y0)
         area += float(np.sum(np.where(b > a, (b - a) * (ya + yb) / 2.0, 0.0)))
     return float(area)
 
