@@ -144,13 +144,15 @@ class TokenLogprobs(NamedTuple):
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     """Read ``name`` from a dict or an attribute object (LiteLLM types are both-ish)."""
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # exact-type check first: hot path
         return obj.get(name, default)
     return getattr(obj, name, default)
 
 
 def _clean(value: Any, where: str) -> float:
     """Validate and clamp one logprob (see module docstring for the conventions)."""
+    if type(value) is float and LOGPROB_FLOOR < value <= 0.0:  # fast path; NaN fails it
+        return value
     if value is None or isinstance(value, bool):
         raise ValueError(f"{where}: logprob must be a number, got {value!r}")
     try:
@@ -180,7 +182,8 @@ def _top_values(item: Any, where: str) -> tuple[float, ...]:
         if isinstance(item, Mapping):  # a single {token, logprob} entry is a layout error
             raise ValueError(f"{where}: expected a list of alternatives, got one mapping")
         values = (
-            alt if isinstance(alt, numbers.Real) else _get(alt, "logprob", None) for alt in item
+            alt if type(alt) is float or isinstance(alt, numbers.Real) else _get(alt, "logprob")
+            for alt in item
         )
     return tuple(_clean(v, where) for v in values)
 
