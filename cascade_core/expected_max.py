@@ -48,6 +48,20 @@ def standard_normal_samples(n_models: int, n_samples: int = DEFAULT_SAMPLES) -> 
     return _standard_normal_samples(n_models, n_samples)
 
 
+def error_samples(uncertainty: Uncertainty, n_samples: int = DEFAULT_SAMPLES) -> FloatArray:
+    """The fixed error samples of an uncertainty model, (S, k), computed once per instance.
+
+    An estimator reuses one ``Uncertainty`` per state across requests, so the matrix product
+    with the factor is paid once, not per decision.
+    """
+    cache: dict[int, FloatArray] = uncertainty.__dict__.setdefault("_error_samples", {})
+    if n_samples not in cache:
+        noise = uncertainty.noise(standard_normal_samples(uncertainty.n_models, n_samples))
+        noise.setflags(write=False)
+        cache[n_samples] = noise
+    return cache[n_samples]
+
+
 def quality_samples(
     quality: FloatArray, uncertainty: Uncertainty, n_samples: int = DEFAULT_SAMPLES
 ) -> FloatArray:
@@ -58,7 +72,7 @@ def quality_samples(
         raise InvalidInputError(
             f"uncertainty covers {uncertainty.n_models} models but quality has {n_models}"
         )
-    noise = uncertainty.noise(standard_normal_samples(n_models, n_samples))
+    noise = error_samples(uncertainty, n_samples)
     if quality.ndim == 1:
         return quality + noise
     return quality[:, None, :] + noise[None, :, :]

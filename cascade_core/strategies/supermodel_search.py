@@ -14,11 +14,20 @@ from itertools import combinations
 
 import numpy as np
 
+from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import FloatArray
 
 # Objectives closer than this are ties; ties go to the smaller (earlier generated) supermodel so
 # that models adding nothing are never run because of rounding.
 TIE_TOLERANCE = 1e-12
+
+
+# Each evaluated supermodel holds S floats; this bounds a decision's memory to about 1 GB.
+MAX_SUPERMODELS = 1_000_000
+
+
+class SearchTooLargeError(InvalidInputError):
+    """The exact search space is too large for this ladder and lambda."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,12 @@ def best_supermodel(
         parents, positions = np.nonzero(frontier_allowed)
         if parents.size == 0:
             break
+        if expanded + parents.size > MAX_SUPERMODELS:
+            raise SearchTooLargeError(
+                f"exact cascade routing would evaluate more than {MAX_SUPERMODELS:,} supermodels "
+                f"of {n_models} models at lambda={lam:.4g}; set max_depth (e.g. 3) or use the "
+                "greedy variant for ladders this large"
+            )
         child_max = np.maximum(frontier_max[parents], free_samples[positions])
         child_value = child_max @ average
         child_price = frontier_price[parents] + free_price[positions]
