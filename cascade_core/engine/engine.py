@@ -1,0 +1,249 @@
+"""The live engine: cascade routing over LiteLLM, request by request.
+
+``CascadeEngine`` holds only immutable configuration. Each request gets its own
+``CascadeRun`` (the shared decision state machine); the four drivers below differ only in how
+they perform a model call: blocking or awaited, whole or streamed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import litellm
+
+from cascade_core.engine.answers import DraftAssembler, ModelAnswer
+from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
+from cascade_core.engine.config import RouterConfig
+from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.live_estimates import DefaultEstimator
+from cascade_core.engine.request import build_request
+from cascade_core.engine.trace import CascadeResult
+from cascade_core.errors import CascadeError, InvalidInputError
+from cascade_core.strategies import make_strategy
+
+# Check a streamed draft for early abort every this many tokens: often enough to save most
+# of a hopeless draft, rarely enough that the check costs nothing next to token latency.
+ABORT_CHECK_EVERY = 4
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the accepted answer's text, with its token logprobs when available."""
+
+    text: str
+    logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last stream event: the full result and trace."""
+
+    result: CascadeResult
+
+
+StreamEvent = TextDelta | Finished
+
+
+class CascadeStreamError(CascadeError):
+    """A model failed mid-stream after part of its (final) answer had been sent."""
+
+
+class CascadeEngine:
+    """Routes each request through the ladder; safe to share across threads and tasks."""
+
+    def __init__(self, config: RouterConfig | None = None, **settings: Any) -> None:
+        if config is None:
+            config = RouterConfig.from_dict(settings, source="CascadeEngine arguments")
+        elif settings:
+            raise InvalidInputError("give either a RouterConfig or keyword settings, not both")
+        self.config = config
+        ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(config.models))
+        budget = config.budget
+        if budget.target_cost_usd is not None:
+            raise InvalidInputError(
+                "budget.target_cost_usd: needs lambda fitted on calibration data; run "
+                "`cascade-router calibrate` and set budget.lambda from its profile"
+            )
+        lam = budget.lam if budget.lam is not None else 0.0
+        strategy = make_strategy(config.strategy.name, **config.strategy.parameters(lam))
+        self.parts = RouterParts(
+            ladder=ladder,
+            strategy=strategy,
+            estimator=DefaultEstimator.for_ladder(ladder, config.prior_std),
+            max_cost_usd=budget.max_cost_usd,
+            num_retries=config.num_retries,
+            timeout_s=config.timeout_s,
+        )
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> CascadeEngine:
+        return cls(RouterConfig.from_file(path))
+
+    def __repr__(self) -> str:
+        labels = ", ".join(m.label for m in self.parts.ladder)
+        return f"CascadeEngine(models=[{labels}], strategy={self.parts.strategy.name!r})"
+
+    def start(self, messages: list[dict[str, Any]], **params: Any) -> CascadeRun:
+        """A new request's state machine (for drivers other than the four below)."""
+        return CascadeRun(self.parts, build_request(messages, params))
+
+    # -- whole answers -----------------------------------------------------------------
+
+    def run(self, messages: list[dict[str, Any]], **params: Any) -> CascadeResult:
+        run = self.start(messages, **params)
+        while (call := run.next_call()) is not None:
+            started = time.perf_counter()
+            try:
+                response = litellm.completion(**call.kwargs(stream=False))
+                answer = ModelAnswer.from_response(response)
+            except Exception as error:  # any provider failure: the model counts as failed
+                run.record_failure(call, error, time.perf_counter() - started)
+                continue
+            run.record_answer(call, answer, time.perf_counter() - started)
+        return run.result()
+
+    async def arun(self, messages: list[dict[str, Any]], **params: Any) -> CascadeResult:
+        run = self.start(messages, **params)
+        while (call := run.next_call()) is not None:
+            started = time.perf_counter()
+            try:
+                response = await litellm.acompletion(**call.kwargs(stream=False))
+                answer = ModelAnswer.from_response(response)
+            except Exception as error:
+                run.record_failure(call, error, time.perf_counter() - started)
+                continue
+            run.record_answer(call, answer, time.perf_counter() - started)
+        return run.result()
+
+    # -- streams -----------------------------------------------------------------------
+
+    def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[StreamEvent]:
+        """Only the accepted answer streams; drafts are buffered (or aborted when hopeless)."""
+        run = self.start(messages, **params)
+        streamed_model = None
+        while (call := run.next_call()) is not None:
+            draft = _Draft(run, call)
+            try:
+                stream = litellm.completion(**call.kwargs(stream=True))
+                for chunk in stream:
+                    yield from draft.take(chunk)
+                    if draft.aborted:
+                        _close(stream)
+                        break
+            except Exception as error:
+                draft.fail(error)
+                continue
+            draft.finish()
+            streamed_model = call.model.index if draft.forwarded else streamed_model
+        yield from _deliver(run, streamed_model)
+
+    async def astream(
+        self, messages: list[dict[str, Any]], **params: Any
+    ) -> AsyncIterator[StreamEvent]:
+        run = self.start(messages, **params)
+        streamed_model = None
+        while (call := run.next_call()) is not None:
+            draft = _Draft(run, call)
+            try:
+                stream = await litellm.acompletion(**call.kwargs(stream=True))
+                async for chunk in stream:
+                    for event in draft.take(chunk):
+                        yield event
+                    if draft.aborted:
+                        await _aclose(stream)
+                        break
+            except Exception as error:
+                draft.fail(error)
+                continue
+            draft.finish()
+            streamed_model = call.model.index if draft.forwarded else streamed_model
+        for event in _deliver(run, streamed_model):
+            yield event
+
+
+class _Draft:
+    """One streamed model call: buffers or forwards its text, watches for early abort."""
+
+    def __init__(self, run: CascadeRun, call: ModelCall) -> None:
+        self.run = run
+        self.call = call
+        self.assembler = DraftAssembler()
+        self.started = time.perf_counter()
+        self.forwarded = False
+        self.aborted = False
+        self._checked_at = 0
+
+    def take(self, chunk: Any) -> list[TextDelta]:
+        text, logprobs = self.assembler.add(chunk)
+        if self.call.final:
+            if text:
+                self.forwarded = True
+                return [TextDelta(text, logprobs or None)]
+            return []
+        tokens = self.assembler.n_tokens
+        if tokens - self._checked_at >= ABORT_CHECK_EVERY:
+            self._checked_at = tokens
+            features = self.assembler.accumulator.features(answer_parsed=True)
+            if features is not None and self.run.draft_is_hopeless(
+                self.call, features.lp_sum, tokens
+            ):
+                self.aborted = True
+                self.run.record_aborted(
+                    self.call,
+                    self.assembler.answer(),
+                    time.perf_counter() - self.started,
+                    f"aborted after {tokens} tokens: escalation was certain "
+                    "even if the rest of the draft were certain",
+                )
+        return []
+
+    def fail(self, error: BaseException) -> None:
+        if self.forwarded:
+            raise CascadeStreamError(
+                f"{self.call.model.label} failed after part of its answer was streamed"
+            ) from None
+        self.run.record_failure(self.call, error, time.perf_counter() - self.started)
+
+    def finish(self) -> None:
+        if not self.aborted:
+            self.run.record_answer(
+                self.call, self.assembler.answer(), time.perf_counter() - self.started
+            )
+
+
+def _deliver(run: CascadeRun, streamed_model: int | None) -> Iterator[StreamEvent]:
+    """After the cascade: send the accepted answer unless it already streamed live."""
+    result = run.result()
+    if streamed_model != result.model_index and result.answer.content:
+        yield from _replay_text(result.answer)
+    yield Finished(result)
+
+
+def _close(stream: Any) -> None:
+    """Stop an aborted draft's HTTP transfer instead of leaving it to garbage collection."""
+    for target in (getattr(stream, "completion_stream", None), stream):
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
+            return
+
+
+async def _aclose(stream: Any) -> None:
+    for target in (getattr(stream, "completion_stream", None), stream):
+        close = getattr(target, "aclose", None)
+        if callable(close):
+            await close()
+            return
+
+
+def _replay_text(answer: ModelAnswer) -> Iterator[TextDelta]:
+    """Send a buffered answer token by token when its tokens are known, else in one piece."""
+    if answer.logprobs and "".join(str(t["token"]) for t in answer.logprobs) == answer.content:
+        for item in answer.logprobs:
+            yield TextDelta(str(item["token"]), [item])
+    else:
+        yield TextDelta(answer.content, answer.logprobs)

@@ -1,0 +1,89 @@
+"""What one request did, kept for callers, logs and framework metadata.
+
+Everything here is plain data (``as_dict`` is JSON-ready) and holds no secrets: error texts
+are redacted before they are stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from cascade_core.engine.answers import ModelAnswer
+
+RunStatus = Literal["ok", "failed", "skipped", "aborted"]
+
+
+@dataclass
+class ModelRun:
+    """One model of the ladder in one request: run, failed, skipped or aborted early."""
+
+    model: str
+    index: int
+    status: RunStatus
+    reason: str
+    ex_ante_quality: float
+    post_hoc_quality: float | None = None
+    quality_basis: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated_cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class CascadeTrace:
+    """The runs in order, the decisions between them, and why the request stopped."""
+
+    runs: list[ModelRun] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    stop_reason: str = ""
+    strategy: str = ""
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(run.cost_usd for run in self.runs)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(run.prompt_tokens for run in self.runs)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(run.completion_tokens for run in self.runs)
+
+    @property
+    def models_run(self) -> list[str]:
+        return [run.model for run in self.runs if run.status in ("ok", "aborted", "failed")]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "runs": [asdict(run) for run in self.runs],
+            "decisions": list(self.decisions),
+            "stop_reason": self.stop_reason,
+            "cost_usd": self.cost_usd,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+@dataclass
+class CascadeResult:
+    """The accepted answer, which model gave it, and the trace."""
+
+    answer: ModelAnswer
+    model: str
+    model_index: int
+    trace: CascadeTrace
+
+    @property
+    def content(self) -> str:
+        return self.answer.content
+
+    @property
+    def cost_usd(self) -> float:
+        return self.trace.cost_usd
