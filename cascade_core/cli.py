@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+# The CLI works offline: LiteLLM must use its bundled price map instead of fetching one.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 import typer
 
 from cascade_core import __version__
 from cascade_core.cli_local import local_app
+from cascade_core.demo import DEFAULT_CONFIG
 
 app = typer.Typer(
     name="cascade-router",
@@ -20,3 +29,16 @@ app.add_typer(local_app, name="local")
 def version() -> None:
     """Print the installed version."""
     typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="ladder config (YAML or JSON)")] = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Ask about ten short questions through the live cascade and compare with the biggest
+    model alone. Start the local models first: `cascade-router local start`."""
+    from cascade_core.demo import format_table, run_demo
+
+    report = run_demo(config)
+    typer.echo(json.dumps(report) if as_json else format_table(report))
