@@ -37,6 +37,7 @@ class RouterParts:
     max_cost_usd: float | None
     num_retries: int
     timeout_s: float
+    early_abort: bool = True
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class CascadeRun:
         another model more attractive (E[max] gains shrink as the best known quality grows).
         """
         max_tokens = call.params.get("max_tokens")
-        if call.final or max_tokens is None or n_tokens == 0:
+        if not self.parts.early_abort or call.final or max_tokens is None or n_tokens == 0:
             return False
         best_case = self.parts.estimator.optimistic_quality(lp_sum, max_tokens)
         judged = {**self.judged, call.model.index: best_case}

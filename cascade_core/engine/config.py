@@ -130,6 +130,9 @@ class RouterConfig(_Strict):
     prior_std: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.2, description="uncertainty of the ex-ante priors when no profile is fitted"
     )
+    early_abort: bool = Field(
+        True, description="stop streaming a draft once its logprobs make escalation certain"
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> RouterConfig:

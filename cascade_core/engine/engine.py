@@ -77,6 +77,7 @@ class CascadeEngine:
             max_cost_usd=budget.max_cost_usd,
             num_retries=config.num_retries,
             timeout_s=config.timeout_s,
+            early_abort=config.early_abort,
         )
 
     @classmethod
