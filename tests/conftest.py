@@ -1,15 +1,71 @@
-"""Shared test helpers: random estimate instances for the property tests."""
+"""Shared test helpers: random estimate instances, and the real local ladder fixture."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+EXAMPLE_LADDER = Path(__file__).resolve().parent.parent / "examples" / "local-ladder.yaml"
 
 
 def random_covariance(rng: np.random.Generator, n_models: int, scale: float) -> np.ndarray:
     """A random PSD covariance with correlations, as an estimator's error would have."""
     factor = rng.normal(size=(n_models, n_models)) * scale / np.sqrt(n_models)
     return factor @ factor.T
+
+
+def _local_models_missing() -> str | None:
+    """Why the real local ladder cannot run here, or None when it can."""
+    import importlib.util
+
+    from cascade_core import local_models
+
+    for module in ("llama_cpp", "fastapi", "uvicorn", "sse_starlette"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'cascade-router[local]')"
+    for model in local_models.LADDER:
+        try:
+            local_models.gguf_path(model)
+        except local_models.LocalModelError as error:
+            return str(error)
+    return None
+
+
+@pytest.fixture(scope="session")
+def local_ladder(tmp_path_factory: pytest.TempPathFactory):
+    """The real local ladder (SmolLM2-135M, Gemma-3-270M on llama.cpp), served once per test
+    session on a free port with a private state dir; yields its RouterConfig."""
+    import socket
+
+    from cascade_core import local_models
+    from cascade_core.engine import RouterConfig
+
+    reason = _local_models_missing()
+    if reason is not None:
+        pytest.skip(f"real local models unavailable: {reason}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state = tmp_path_factory.mktemp("local-state")
+    previous = os.environ.get(local_models.STATE_DIR_ENV)
+    os.environ[local_models.STATE_DIR_ENV] = str(state)
+    local_models.start(port=port)
+    config = RouterConfig.from_file(EXAMPLE_LADDER)
+    models = [
+        spec.model_copy(update={"api_base": f"http://127.0.0.1:{port}/v1"})
+        for spec in config.models
+    ]
+    try:
+        yield config.model_copy(update={"models": models})
+    finally:
+        os.environ[local_models.STATE_DIR_ENV] = str(state)
+        local_models.stop()
+        if previous is None:
+            os.environ.pop(local_models.STATE_DIR_ENV, None)
+        else:
+            os.environ[local_models.STATE_DIR_ENV] = previous
