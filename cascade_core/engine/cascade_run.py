@@ -305,8 +305,13 @@ class CascadeRun:
 
     # -- answer ------------------------------------------------------------------------
 
-    def result(self) -> CascadeResult:
-        """The run model with the best post-hoc estimate (ex-ante when it gave no signal)."""
+    def result(self, committed: int | None = None) -> CascadeResult:
+        """The run model with the best post-hoc estimate (ex-ante when it gave no signal).
+
+        ``committed`` names a model whose answer was already sent to the caller (streamed
+        live as the final model): text that was sent cannot be taken back, so that answer is
+        the answer, and the trace says when another model had scored higher.
+        """
         if not self.answers:
             errors = {run.model: run.error or run.reason for run in self.trace.runs}
             raise AllModelsFailedError(errors)
@@ -316,6 +321,12 @@ class CascadeRun:
             return (self.ex_ante[index] if value is None else value, self.cost[index])
 
         best = max(self.answers, key=score)
+        if committed is not None and committed in self.answers and committed != best:
+            self.trace.decisions.append(
+                f"kept {self.parts.ladder[committed].label}: its answer was already streamed "
+                f"({self.parts.ladder[best].label} scored higher)"
+            )
+            best = committed
         return CascadeResult(
             answer=self.answers[best],
             model=self.parts.ladder[best].label,

@@ -217,8 +217,12 @@ class _Draft:
 
 
 def _deliver(run: CascadeRun, streamed_model: int | None) -> Iterator[StreamEvent]:
-    """After the cascade: send the accepted answer unless it already streamed live."""
-    result = run.result()
+    """After the cascade: send the accepted answer unless it already streamed live.
+
+    A final model's text streams live as it arrives, so once any of it was sent that answer
+    is committed; otherwise a better-scored draft would be appended to it.
+    """
+    result = run.result(committed=streamed_model)
     if streamed_model != result.model_index and result.answer.content:
         yield from _replay_text(result.answer)
     yield Finished(result)
