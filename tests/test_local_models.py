@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cascade_core import local_models
 from cascade_core.cli import app
 from cascade_core.cli_local import port_from_config
+from cascade_core.engine import RouterConfig
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "local-ladder.yaml"
 SERVER_DEPS = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "pydantic_settings")
@@ -122,7 +123,9 @@ def test_example_ladder_is_cheapest_first_and_points_at_the_local_server() -> No
     prices = [(m["input_cost_per_token"], m["output_cost_per_token"]) for m in models]
     assert prices[0][0] < prices[1][0] and prices[0][1] < prices[1][1]
     assert all(m["supports_logprobs"] is True for m in models)
-    assert all(not m["api_key_env"].startswith("sk-") for m in models)
+    assert all("api_key" not in m for m in models)  # never a key in a config file
+    engine_config = RouterConfig.from_file(EXAMPLE)  # the engine accepts the example as is
+    assert [m.label for m in engine_config.models] == ["smollm2-135m", "gemma3-270m"]
     assert port_from_config(EXAMPLE) == local_models.DEFAULT_PORT
     assert config["strategy"] == {"name": "cascade_routing", "variant": "exact"}
 
