@@ -13,6 +13,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import typer
 
 from cascade_core import __version__
+from cascade_core.bench.cli import bench as bench_command
 from cascade_core.cli_local import local_app
 from cascade_core.demo import DEFAULT_CONFIG
 
@@ -23,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(local_app, name="local")
+app.command("bench")(bench_command)
 
 
 @app.command()

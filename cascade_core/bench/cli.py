@@ -1,0 +1,80 @@
+"""`cascade-router bench PATH`: evaluate every strategy on replay logs (docs/bench.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cascade_core.bench.evaluate import STRATEGY_NAMES
+
+NOISE_CHOICES = ("low", "medium", "high")
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    """Accept both ``--models a --models b`` and ``--models a,b``."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def bench(
+    path: Annotated[Path, typer.Argument(help="cascade_logs dir, RouterBench CSV/dir, or JSONL")],
+    models: Annotated[
+        list[str] | None, typer.Option("--models", help="models to use (repeat or comma list)")
+    ] = None,
+    strategies: Annotated[
+        list[str] | None,
+        typer.Option("--strategies", help=f"subset of {', '.join(STRATEGY_NAMES)}"),
+    ] = None,
+    noise: Annotated[
+        str | None,
+        typer.Option(help="use the paper's noisy ground-truth estimators: low|medium|high"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="save curves as a PNG")] = None,
+    budgets: Annotated[int, typer.Option(help="number of budgets (>= 20)")] = 20,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CI")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the splits, noise and bootstrap")] = 0,
+) -> None:
+    """Fit estimators and budgets on train, score routing, cascades and cascade routing on
+    test: AUC with bootstrap 95% CI, linear hull, oracle, APGR, CPT(50/80)."""
+    from cascade_core.bench.report import format_table, to_json
+    from cascade_core.bench.run import run_bench
+
+    if noise is not None and noise not in NOISE_CHOICES:
+        raise typer.BadParameter(f"choose one of {', '.join(NOISE_CHOICES)}", param_hint="--noise")
+    chosen = _split_list(strategies) or list(STRATEGY_NAMES)
+    try:
+        results, seconds, notes = run_bench(
+            path,
+            models=_split_list(models),
+            strategies=chosen,
+            noise=noise,
+            n_budgets=budgets,
+            n_boot=bootstrap,
+            seed=seed,
+        )
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    if plot is not None:
+        from cascade_core.bench.plot import save_plot
+
+        save_plot(results, plot)
+    settings = {
+        "path": str(path),
+        "noise": noise,
+        "strategies": chosen,
+        "budgets": budgets,
+        "bootstrap": bootstrap,
+        "seed": seed,
+    }
+    if as_json:
+        typer.echo(json.dumps(to_json(results, seconds, settings)))
+    else:
+        typer.echo(format_table(results, seconds))

@@ -1,0 +1,266 @@
+"""Feature assembly for the quality estimators: what is known about a query in a state.
+
+A state is the set R of models already run. Its feature vector is the same for every model's
+estimator (only the coefficients differ per (model, R)):
+
+* ex-ante part (known before any call): log prompt length, a one-hot task tag (when the data
+  has more than one task), an optional user-supplied embedding;
+* per model r in R, in index order: its post-hoc features, either the token-logprob features
+  of `cascade_core.signals` (when logprobs were logged) or the single logged confidence
+  (``confidence_logprob``, as a logprob and as a probability), plus, once two or more models
+  ran, the fraction of the other models in R whose answer agrees with r's.
+
+Missing values stay NaN here; `LogisticModel` treats NaN as the training mean (neutral).
+The batch path (a whole `ReplayDataset`) and the live path (one `QueryObservation`) build
+the same columns through the same helpers, so replay numbers carry over to production.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cascade_core.replay import ReplayDataset
+from cascade_core.signals import FEATURE_NAMES, features_from_logprobs, normalize_answer
+
+CONFIDENCE_SIGNAL = "confidence_logprob"
+CONFIDENCE_FEATURES = ("conf_logprob", "conf_prob")
+# Logged confidences below e^-20 (~2e-9) all mean "no confidence at all"; clipping them keeps
+# a few extreme values from dominating the standardisation of the feature.
+CONFIDENCE_FLOOR = -20.0
+
+PostHocSource = str  # "logprobs" | "confidence" | "none"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns exist and in which order; saved in a profile so the live path rebuilds
+    exactly the columns the coefficients were fitted on."""
+
+    model_names: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
+    embedding_dim: int = 0
+    posthoc_source: PostHocSource = "confidence"
+    use_agreement: bool = True
+
+    @property
+    def n_models(self) -> int:
+        return len(self.model_names)
+
+    @property
+    def posthoc_names(self) -> tuple[str, ...]:
+        if self.posthoc_source == "logprobs":
+            return FEATURE_NAMES
+        if self.posthoc_source == "confidence":
+            return CONFIDENCE_FEATURES
+        return ()
+
+    def ante_names(self) -> list[str]:
+        names = ["log_prompt_chars"]
+        if len(self.tasks) > 1:
+            names += [f"task={t}" for t in self.tasks]
+        names += [f"embedding[{i}]" for i in range(self.embedding_dim)]
+        return names
+
+    def state_names(self, ran: Sequence[int]) -> list[str]:
+        """Column names of the feature matrix in state ``ran`` (for inspection and docs)."""
+        names = self.ante_names()
+        for r in sorted(ran):
+            model = self.model_names[r]
+            names += [f"{model}:{p}" for p in self.posthoc_names]
+            if self.use_agreement and len(ran) >= 2:
+                names.append(f"{model}:agreement")
+        return names
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model_names": list(self.model_names),
+            "tasks": list(self.tasks),
+            "embedding_dim": self.embedding_dim,
+            "posthoc_source": self.posthoc_source,
+            "use_agreement": self.use_agreement,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> FeatureSpec:
+        return cls(
+            model_names=tuple(data["model_names"]),  # type: ignore[arg-type]
+            tasks=tuple(data["tasks"]),  # type: ignore[arg-type]
+            embedding_dim=int(data["embedding_dim"]),  # type: ignore[arg-type]
+            posthoc_source=str(data["posthoc_source"]),
+            use_agreement=bool(data["use_agreement"]),
+        )
+
+
+def spec_for_dataset(dataset: ReplayDataset, embedding_dim: int = 0) -> FeatureSpec:
+    """The richest post-hoc source the data logs: token logprobs, else a logged confidence."""
+    has_logprobs = dataset.logprobs is not None and any(
+        cell is not None for cell in dataset.logprobs.ravel()
+    )
+    if has_logprobs:
+        source = "logprobs"
+    elif CONFIDENCE_SIGNAL in dataset.signals:
+        source = "confidence"
+    else:
+        source = "none"
+    tasks = tuple(dict.fromkeys(dataset.tasks))
+    return FeatureSpec(
+        model_names=tuple(dataset.model_names),
+        tasks=tasks,
+        embedding_dim=embedding_dim,
+        posthoc_source=source,
+        use_agreement=dataset.answers is not None,
+    )
+
+
+@dataclass(frozen=True)
+class QueryObservation:
+    """One live query: its inputs and, per model already run, its post-hoc signals.
+
+    ``posthoc[m]`` maps feature names (`FeatureSpec.posthoc_names`) to values; use
+    `posthoc_from_confidence` or `posthoc_from_logprobs` to build it. Unknown values may be
+    left out (they count as the training mean).
+    """
+
+    prompt: str = ""
+    task: str = ""
+    embedding: np.ndarray | None = None
+    posthoc: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    answers: Mapping[int, str | None] = field(default_factory=dict)
+
+
+def posthoc_from_confidence(confidence_logprob: float | None) -> dict[str, float]:
+    """The two confidence features from one logged log-probability (None: unknown)."""
+    if confidence_logprob is None or math.isnan(confidence_logprob):
+        return {name: math.nan for name in CONFIDENCE_FEATURES}
+    clipped = max(float(confidence_logprob), CONFIDENCE_FLOOR)
+    return {"conf_logprob": clipped, "conf_prob": math.exp(clipped)}
+
+
+def posthoc_from_logprobs(
+    logprobs: Sequence[float] | None, *, answer_parsed: bool = True
+) -> dict[str, float]:
+    """The token-logprob features of `cascade_core.signals` (None: no logprobs, all NaN)."""
+    if logprobs is None:
+        return {name: math.nan for name in FEATURE_NAMES}
+    return features_from_logprobs(list(logprobs), answer_parsed=answer_parsed).as_dict()
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Features of n queries: ex-ante (n, a), post-hoc (n, k, p), pairwise agreement (n, k, k)."""
+
+    ante: np.ndarray
+    posthoc: np.ndarray
+    agree: np.ndarray | None
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.ante.shape[0])
+
+    def state_matrix(self, ran: Sequence[int]) -> np.ndarray:
+        """The feature matrix (n, d_R) of state ``ran``; column order as `state_names`."""
+        members = sorted(ran)
+        blocks = [self.ante]
+        for r in members:
+            blocks.append(self.posthoc[:, r, :])
+            if self.agree is not None and len(members) >= 2:
+                others = [b for b in members if b != r]
+                fraction = self.agree[:, r, others].sum(axis=1) / len(others)
+                blocks.append(fraction[:, None])
+        return np.concatenate(blocks, axis=1)
+
+
+def ante_matrix(
+    spec: FeatureSpec,
+    prompts: Sequence[str],
+    tasks: Sequence[str],
+    embeddings: np.ndarray | None,
+) -> np.ndarray:
+    """Ex-ante columns for n queries. An unseen task gets all-zero task columns (the base
+    rate); a missing embedding is NaN (neutral)."""
+    n = len(prompts)
+    columns = [np.log1p(np.array([len(p) for p in prompts], dtype=float))[:, None]]
+    if len(spec.tasks) > 1:
+        onehot = np.array([[float(t == known) for known in spec.tasks] for t in tasks])
+        columns.append(onehot.reshape(n, len(spec.tasks)))
+    if spec.embedding_dim:
+        if embeddings is None:
+            columns.append(np.full((n, spec.embedding_dim), math.nan))
+        else:
+            emb = np.asarray(embeddings, dtype=float).reshape(n, -1)
+            if emb.shape[1] != spec.embedding_dim:
+                raise ValueError(
+                    f"embedding has {emb.shape[1]} dimensions, the estimator was fitted "
+                    f"with {spec.embedding_dim}"
+                )
+            columns.append(emb)
+    return np.concatenate(columns, axis=1)
+
+
+def _agreement_matrix(answers: np.ndarray) -> np.ndarray:
+    """agree[i, a, b] = 1.0 when the answers of models a and b agree on query i (a != b)."""
+    normalised = np.array(
+        [[normalize_answer(a) for a in row] for row in answers], dtype=object
+    ).reshape(answers.shape)
+    n, k = answers.shape
+    agree = np.zeros((n, k, k))
+    for a in range(k):
+        for b in range(k):
+            if a != b:
+                same = [
+                    x is not None and x == y
+                    for x, y in zip(normalised[:, a], normalised[:, b], strict=True)
+                ]
+                agree[:, a, b] = same
+    return agree
+
+
+def table_from_dataset(
+    spec: FeatureSpec, dataset: ReplayDataset, embeddings: np.ndarray | None = None
+) -> FeatureTable:
+    """Features of every query of a replay (models in ``spec.model_names`` order)."""
+    data = dataset.select_models(spec.model_names)
+    n, k = data.n_queries, data.n_models
+    names = spec.posthoc_names
+    posthoc = np.full((n, k, len(names)), math.nan)
+    if spec.posthoc_source == "confidence" and CONFIDENCE_SIGNAL in data.signals:
+        conf = np.maximum(data.signals[CONFIDENCE_SIGNAL], CONFIDENCE_FLOOR)
+        posthoc[:, :, 0] = conf
+        posthoc[:, :, 1] = np.exp(conf)
+    elif spec.posthoc_source == "logprobs" and data.logprobs is not None:
+        for i in range(n):
+            for j in range(k):
+                answer = None if data.answers is None else data.answers[i, j]
+                values = posthoc_from_logprobs(
+                    data.logprobs[i, j], answer_parsed=answer is None or bool(answer)
+                )
+                posthoc[i, j, :] = [values[name] for name in names]
+    agree = (
+        _agreement_matrix(data.answers) if spec.use_agreement and data.answers is not None else None
+    )
+    return FeatureTable(
+        ante=ante_matrix(spec, data.prompts, data.tasks, embeddings), posthoc=posthoc, agree=agree
+    )
+
+
+def table_from_observation(spec: FeatureSpec, observation: QueryObservation) -> FeatureTable:
+    """Features of one live query (a table with one row)."""
+    k, names = spec.n_models, spec.posthoc_names
+    posthoc = np.full((1, k, len(names)), math.nan)
+    for model, values in observation.posthoc.items():
+        posthoc[0, model, :] = [values.get(name, math.nan) for name in names]
+    agree = None
+    if spec.use_agreement:
+        answers = np.empty((1, k), dtype=object)
+        for model, answer in observation.answers.items():
+            answers[0, model] = answer
+        agree = _agreement_matrix(answers)
+    embedding = (
+        None if observation.embedding is None else np.asarray(observation.embedding)[None, :]
+    )
+    ante = ante_matrix(spec, [observation.prompt], [observation.task], embedding)
+    return FeatureTable(ante=ante, posthoc=posthoc, agree=agree)
