@@ -4,7 +4,8 @@ Per split (one task, or pooled):
 
 1. the training data is split in half per task (seeded): estimators are fitted on the first
    half; the second half measures the error covariance Σ_R and fits every strategy's budget
-   parameter (lambda or threshold) with `fit_budget`; the test split is never fitted on;
+   parameter (lambda or threshold; `bench.budgets`, the same bracketing and gamma mixing as
+   `fit_budget`, shared across budgets); the test split is never fitted on;
 2. for >= 20 budgets evenly spaced between the cheapest and the most expensive model's mean
    cost (on the calibration half), each strategy is fitted to the budget and replayed on test;
    a fitted policy that mixes two parameter values (probability gamma) is scored by its
@@ -24,8 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cascade_core.batch import BatchContext, StagedEstimates, run_batch
+from cascade_core.bench.budgets import fit_to_budgets
 from cascade_core.bench.data import BenchSplit
-from cascade_core.budget import MixedStrategy, budget_grid, fit_budget
+from cascade_core.budget import MixedStrategy, budget_grid
 from cascade_core.estimators import (
     LogisticQualityEstimator,
     fit_noisy_oracle,
@@ -136,15 +138,11 @@ def sweep(
     budgets: Sequence[float],
 ) -> Curve:
     costs, qualities = [], []
-    for budget in budgets:
-        fit = fit_budget(
-            strategy,
-            calibration,
-            budget,
-            true_cost=calibration_data.cost,
-            true_quality=calibration_data.quality,
-        )
-        cost, quality = _expected_outcome(fit.strategy, test_context, test)
+    fitted = fit_to_budgets(
+        strategy, calibration, budgets, calibration_data.cost, calibration_data.quality
+    )
+    for policy in fitted:
+        cost, quality = _expected_outcome(policy, test_context, test)
         costs.append(cost)
         qualities.append(quality)
     return Curve(strategy.name, np.array(costs), np.array(qualities))
