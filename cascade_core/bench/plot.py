@@ -65,5 +65,6 @@ def save_plot(results: Sequence[SplitResult], path: str | Path) -> None:
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
