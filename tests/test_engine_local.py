@@ -93,3 +93,52 @@ def test_demo_json_reports_totals(local_ladder, tmp_path):
     assert {"accuracy", "total_cost", "always_biggest_cost", "escalations"} <= set(report)
     assert report["total_cost"] > 0 and report["always_biggest_cost"] > 0
     assert all(row["models_run"] for row in report["rows"])
+
+
+def _logprob_profile(tmp_path, names):
+    """A small profile fitted on synthetic logs with token logprobs: confident answers
+    (mean logprob near 0) are right, unsure ones wrong."""
+    import numpy as np
+
+    from cascade_core.estimators import fit_quality_estimator, save_profile
+    from cascade_core.replay import ReplayDataset
+
+    rng = np.random.default_rng(0)
+    n = 120
+    quality = (rng.random((n, 2)) < [0.4, 0.6]).astype(float)
+    logprobs = np.empty((n, 2), dtype=object)
+    for i in range(n):
+        for m in range(2):
+            center = -0.2 if quality[i, m] else -1.5
+            logprobs[i, m] = np.minimum(rng.normal(center, 0.3, 6), 0.0)
+    data = ReplayDataset(
+        name="synthetic",
+        model_names=list(names),
+        query_ids=[f"q{i}" for i in range(n)],
+        prompts=["question"] * n,
+        tasks=["qa"] * n,
+        quality=quality,
+        cost=np.tile([1e-6, 2e-6], (n, 1)),
+        logprobs=logprobs,
+    )
+    estimator = fit_quality_estimator(data.subset(range(80)), data.subset(range(80, n)))
+    path = tmp_path / "profile.json"
+    save_profile(path, estimator)
+    return path
+
+
+def test_a_fitted_profile_drives_the_live_estimates(local_ladder, tmp_path):
+    names = [spec.label for spec in local_ladder.models]
+    config = local_ladder.model_copy(update={"profile": _logprob_profile(tmp_path, names)})
+    result = CascadeEngine(config).run(QUESTION, max_tokens=16, temperature=0.0)
+    first = result.trace.runs[0]
+    assert first.quality_basis == "fitted profile"
+    assert 0.0 <= first.post_hoc_quality <= 1.0
+
+
+def test_a_profile_for_another_ladder_is_refused(local_ladder, tmp_path):
+    from cascade_core.errors import InvalidInputError
+
+    path = _logprob_profile(tmp_path, ["other-a", "other-b"])
+    with pytest.raises(InvalidInputError, match="refit the profile"):
+        CascadeEngine(local_ladder.model_copy(update={"profile": path}))

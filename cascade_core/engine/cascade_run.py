@@ -18,10 +18,11 @@ import numpy as np
 from cascade_core.budget import MixedStrategy
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.ladder import LadderModel
-from cascade_core.engine.live_estimates import DefaultEstimator
+from cascade_core.engine.live_estimates import Judgement, LiveEstimator
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun
 from cascade_core.errors import AllModelsFailedError
+from cascade_core.estimates import QueryEstimates
 from cascade_core.strategies import Routing, Strategy
 
 TOP_LOGPROBS = 5  # alternatives per token: enough for entropy and margin features
@@ -33,7 +34,7 @@ class RouterParts:
 
     ladder: tuple[LadderModel, ...]
     strategy: Strategy
-    estimator: DefaultEstimator
+    estimator: LiveEstimator
     max_cost_usd: float | None
     num_retries: int
     timeout_s: float
@@ -93,7 +94,7 @@ class CascadeRun:
             ]
         )
         self.ex_ante = parts.estimator.ex_ante(request)
-        self.judged: dict[int, float | None] = {}
+        self.judgements: dict[int, Judgement] = {}
         self.answers: dict[int, ModelAnswer] = {}
         self.spent = 0.0
         for model, tokens in zip(ladder, self.input_tokens, strict=True):
@@ -108,11 +109,11 @@ class CascadeRun:
     def next_call(self) -> ModelCall | None:
         """The next model to run, or None when the request is done."""
         while True:
-            ran = frozenset(self.judged)
+            ran = frozenset(self.judgements)
             if len(ran) == len(self.parts.ladder):
                 self.trace.stop_reason = self.trace.stop_reason or "every model has been tried"
                 return None
-            estimates = self.parts.estimator.estimates(self.ex_ante, self.judged, self.cost)
+            estimates = self._estimates(self.judgements)
             decision = self.strategy.decide(estimates, ran)
             choice = decision.next_model
             if choice is None:
@@ -132,7 +133,7 @@ class CascadeRun:
                 return call
 
     def _cheapest_untried(self) -> int:
-        untried = [m for m in range(len(self.parts.ladder)) if m not in self.judged]
+        untried = [m for m in range(len(self.parts.ladder)) if m not in self.judgements]
         return min(untried, key=lambda m: (self.cost[m], m))
 
     def _prepare(self, model: LadderModel) -> ModelCall | None:
@@ -191,7 +192,9 @@ class CascadeRun:
         if isinstance(self.strategy, Routing):
             return True
         others = [
-            m for m in range(len(self.parts.ladder)) if m not in self.judged and m != model.index
+            m
+            for m in range(len(self.parts.ladder))
+            if m not in self.judgements and m != model.index
         ]
         return not others
 
@@ -210,7 +213,7 @@ class CascadeRun:
             completion_tokens = len(answer.logprobs) if answer.logprobs is not None else 0
         cost = model.actual_cost(prompt_tokens, completion_tokens)
         self.spent += cost
-        self.judged[model.index] = judgement.quality
+        self.judgements[model.index] = judgement
         self.answers[model.index] = answer
         self.trace.runs.append(
             ModelRun(
@@ -234,7 +237,7 @@ class CascadeRun:
         """A failed model counts as quality 0; the strategy goes on without it."""
         secrets = secrets_from_env(m.spec.api_key_env for m in self.parts.ladder)
         message = redact(f"{type(error).__name__}: {error}", secrets)[:500]
-        self.judged[call.model.index] = 0.0
+        self.judgements[call.model.index] = Judgement(0.0, "failed")
         self.trace.runs.append(
             ModelRun(
                 model=call.model.label,
@@ -258,7 +261,7 @@ class CascadeRun:
         prompt_tokens = self.input_tokens[model.index]
         cost = model.actual_cost(prompt_tokens, completion_tokens)
         self.spent += cost
-        self.judged[model.index] = 0.0
+        self.judgements[model.index] = Judgement(0.0, "aborted")
         self.trace.runs.append(
             ModelRun(
                 model=model.label,
@@ -287,12 +290,16 @@ class CascadeRun:
         if not self.parts.early_abort or call.final or max_tokens is None or n_tokens == 0:
             return False
         best_case = self.parts.estimator.optimistic_quality(lp_sum, max_tokens)
-        judged = {**self.judged, call.model.index: best_case}
-        estimates = self.parts.estimator.estimates(self.ex_ante, judged, self.cost)
-        return not self.strategy.decide(estimates, frozenset(judged)).stop
+        if best_case is None:
+            return False
+        judgements = {**self.judgements, call.model.index: Judgement(best_case, "best case")}
+        return not self.strategy.decide(self._estimates(judgements), frozenset(judgements)).stop
+
+    def _estimates(self, judgements: dict[int, Judgement]) -> QueryEstimates:
+        return self.parts.estimator.estimates(self.request, self.ex_ante, judgements, self.cost)
 
     def _skip(self, model: LadderModel, reason: str) -> None:
-        self.judged[model.index] = 0.0
+        self.judgements[model.index] = Judgement(0.0, "skipped")
         self.trace.runs.append(
             ModelRun(
                 model=model.label,
@@ -317,7 +324,7 @@ class CascadeRun:
             raise AllModelsFailedError(errors)
 
         def score(index: int) -> tuple[float, float]:
-            value = self.judged[index]
+            value = self.judgements[index].quality
             return (self.ex_ante[index] if value is None else value, self.cost[index])
 
         best = max(self.answers, key=score)

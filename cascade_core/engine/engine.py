@@ -19,7 +19,7 @@ from cascade_core.engine.answers import DraftAssembler, ModelAnswer
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel
-from cascade_core.engine.live_estimates import DefaultEstimator
+from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimator
 from cascade_core.engine.request import build_request
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeError, InvalidInputError
@@ -73,7 +73,11 @@ class CascadeEngine:
         self.parts = RouterParts(
             ladder=ladder,
             strategy=strategy,
-            estimator=DefaultEstimator.for_ladder(ladder, config.prior_std),
+            estimator=(
+                ProfileEstimator.load(config.profile, ladder)
+                if config.profile is not None
+                else DefaultEstimator.for_ladder(ladder, config.prior_std)
+            ),
             max_cost_usd=budget.max_cost_usd,
             num_retries=config.num_retries,
             timeout_s=config.timeout_s,

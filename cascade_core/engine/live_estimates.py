@@ -22,13 +22,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.ladder import LadderModel
+from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import QueryEstimates, Uncertainty
+from cascade_core.estimators import LogisticQualityEstimator, QueryObservation, load_profile
 from cascade_core.signals import check_tool_calls, message_signals
 
 DEFAULT_PRIOR_RANGE = (0.5, 0.8)
@@ -41,6 +44,7 @@ class Judgement:
     quality: float | None
     basis: str
     features: dict[str, float] = field(default_factory=dict)
+    answer: str | None = None
 
 
 @dataclass
@@ -87,7 +91,8 @@ class DefaultEstimator:
         if answer.features is None or answer.features.n_tokens == 0:
             return Judgement(None, "no logprobs: ex-ante estimate kept", flags)
         features = {**answer.features.as_dict(), **flags}
-        return Judgement(math.exp(answer.features.lp_mean), "mean token logprob", features)
+        quality = math.exp(answer.features.lp_mean)
+        return Judgement(quality, "mean token logprob", features, answer.content)
 
     def optimistic_quality(self, lp_sum: float, max_tokens: int) -> float:
         """The best post-hoc quality a partial draft can still reach: every remaining token
@@ -96,18 +101,104 @@ class DefaultEstimator:
 
     def estimates(
         self,
+        request: Mapping[str, Any],
         ex_ante: np.ndarray,
-        judged: Mapping[int, float | None],
+        judgements: Mapping[int, Judgement],
         cost: np.ndarray,
     ) -> QueryEstimates:
         quality = ex_ante.copy()
         certain = np.zeros(len(quality), dtype=bool)
-        for model, value in judged.items():
-            if value is not None:
-                quality[model] = value
+        for model, judgement in judgements.items():
+            if judgement.quality is not None:
+                quality[model] = judgement.quality
                 certain[model] = True
         key = tuple(certain)
         if key not in self._uncertainty_cache:  # reused so its error samples are made once
             std = np.where(certain, 0.0, self.prior_std)
             self._uncertainty_cache[key] = Uncertainty.independent_std(std)
         return QueryEstimates(np.clip(quality, 0.0, 1.0), cost, self._uncertainty_cache[key])
+
+
+@dataclass
+class ProfileEstimator:
+    """A fitted profile (``cascade_core.estimators``) on the live path.
+
+    The profile's logistic regressions read the prompt and, per model already run, its token
+    logprob features and answer agreement; failed or skipped models are pinned to quality 0.
+    """
+
+    fitted: LogisticQualityEstimator
+
+    @classmethod
+    def load(cls, path: str | Path, ladder: Sequence[LadderModel]) -> ProfileEstimator:
+        fitted, _ = load_profile(path)
+        labels = [m.label for m in ladder]
+        if list(fitted.spec.model_names) != labels:
+            raise InvalidInputError(
+                f"profile {path}: fitted for models {list(fitted.spec.model_names)}, but the "
+                f"ladder is {labels}; refit the profile for this ladder (same names, same order)"
+            )
+        if fitted.spec.posthoc_source != "logprobs":
+            raise InvalidInputError(
+                f"profile {path}: fitted on {fitted.spec.posthoc_source!r} signals; the live "
+                "engine measures token logprobs, so fit the profile on logprob features"
+            )
+        return cls(fitted)
+
+    def _observation(
+        self, request: Mapping[str, Any], judgements: Mapping[int, Judgement]
+    ) -> QueryObservation:
+        return QueryObservation(
+            prompt=prompt_text(request),
+            task=str(request.get("task") or ""),
+            posthoc={m: j.features for m, j in judgements.items() if j.quality is not None},
+            answers={m: j.answer for m, j in judgements.items() if j.quality is not None},
+        )
+
+    def ex_ante(self, request: Mapping[str, Any]) -> np.ndarray:
+        quality, _ = self.fitted.predict_one(self._observation(request, {}), ())
+        return quality
+
+    def judge(self, model: int, answer: ModelAnswer, request: Mapping[str, Any]) -> Judgement:
+        signals = message_signals(answer.message(), answer.finish_reason)
+        if signals.empty_content or signals.refused or signals.content_filtered:
+            return Judgement(0.0, "unusable answer")
+        features = dict(answer.features.as_dict()) if answer.features is not None else {}
+        observation = QueryObservation(
+            prompt=prompt_text(request), posthoc={model: features}, answers={model: answer.content}
+        )
+        quality, _ = self.fitted.predict_one(observation, (model,))
+        return Judgement(float(quality[model]), "fitted profile", features, answer.content)
+
+    def optimistic_quality(self, lp_sum: float, max_tokens: int) -> float | None:
+        """No bound is known for a fitted regression, so drafts are never aborted early."""
+        return None
+
+    def estimates(
+        self,
+        request: Mapping[str, Any],
+        ex_ante: np.ndarray,
+        judgements: Mapping[int, Judgement],
+        cost: np.ndarray,
+    ) -> QueryEstimates:
+        ran = tuple(sorted(judgements))
+        quality, uncertainty = self.fitted.predict_one(self._observation(request, judgements), ran)
+        for model, judgement in judgements.items():
+            if judgement.quality == 0.0 and judgement.basis != "fitted profile":
+                quality[model] = 0.0  # failed, skipped or unusable
+        return QueryEstimates(np.clip(quality, 0.0, 1.0), cost, uncertainty)
+
+
+def prompt_text(request: Mapping[str, Any]) -> str:
+    """The request's text as the estimators saw prompts in the logs: all message contents."""
+    parts = []
+    for message in request.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "\n".join(parts)
+
+
+LiveEstimator = DefaultEstimator | ProfileEstimator
