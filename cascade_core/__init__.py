@@ -4,7 +4,7 @@ No LangChain or LlamaIndex import lives here: the adapters call into this packag
 """
 
 from cascade_core.batch import BatchContext, BatchOutcome, StagedEstimates, run_batch
-from cascade_core.budget import BudgetFit, MixedStrategy, budget_grid, fit_budget, replay
+from cascade_core.budget import BudgetFit, budget_grid, fit_budget
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import QueryEstimates, Uncertainty
 from cascade_core.expected_max import expected_max, expected_max_two_normals
@@ -17,6 +17,7 @@ from cascade_core.strategies import (
     ThresholdCascade,
     make_strategy,
 )
+from cascade_core.strategies.mixed import MixedStrategy
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,5 @@ __all__ = [
     "expected_max_two_normals",
     "fit_budget",
     "make_strategy",
-    "replay",
     "run_batch",
 ]

@@ -17,6 +17,7 @@ from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import FloatArray, Uncertainty, check_cost, check_quality
 from cascade_core.expected_max import DEFAULT_SAMPLES, quality_samples
 from cascade_core.strategies.base import STOP, StateGroup, Strategy
+from cascade_core.strategies.mixed import MixedStrategy
 
 StateEstimator = Callable[[frozenset[int]], tuple[FloatArray, Uncertainty]]
 
@@ -149,7 +150,20 @@ class BatchOutcome:
 
 
 def run_batch(strategy: Strategy, context: BatchContext) -> BatchOutcome:
-    """Replay ``strategy`` on every query of ``context``."""
+    """Replay ``strategy`` on every query of ``context``.
+
+    A ``MixedStrategy`` draws its policy once per query from a generator seeded by the
+    strategy, so a replay is repeatable.
+    """
+    if isinstance(strategy, MixedStrategy):
+        draws = np.random.default_rng(strategy.seed).random(context.staged.n_queries)
+        use_expensive = draws < strategy.gamma
+        cheap = run_batch(strategy.cheap, context)
+        expensive = run_batch(strategy.expensive, context)
+        return BatchOutcome(
+            ran=np.where(use_expensive[:, None], expensive.ran, cheap.ran),
+            answer=np.where(use_expensive, expensive.answer, cheap.answer),
+        )
     staged = context.staged
     n_queries, n_models = staged.n_queries, staged.n_models
     ran = np.zeros((n_queries, n_models), dtype=bool)

@@ -15,55 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, BatchOutcome, run_batch
+from cascade_core.batch import BatchContext, run_batch
 from cascade_core.errors import InvalidInputError
-from cascade_core.estimates import FloatArray, QueryEstimates
-from cascade_core.strategies.base import Decision, StateGroup, Strategy
+from cascade_core.estimates import FloatArray
+from cascade_core.strategies.base import Strategy
+from cascade_core.strategies.mixed import MixedStrategy
 
 _BISECTION_STEPS = 48
-
-
-@dataclass(frozen=True)
-class MixedStrategy(Strategy):
-    """Use ``expensive`` with probability ``gamma`` and ``cheap`` otherwise, per query.
-
-    The draw is made once per query (``draw`` in [0, 1)), so a query never switches policy
-    between steps. In replay, draws come from a seeded generator; live, from the engine.
-    """
-
-    cheap: Strategy
-    expensive: Strategy
-    gamma: float
-    seed: int = 0
-    name = "mixed"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0:
-            raise InvalidInputError(f"gamma: must lie in [0, 1], got {self.gamma}")
-
-    def pick(self, draw: float) -> Strategy:
-        """The policy for one query, given its uniform draw."""
-        return self.expensive if draw < self.gamma else self.cheap
-
-    def decide(self, estimates: QueryEstimates, ran=(), draw: float = 0.5) -> Decision:
-        return self.pick(draw).decide(estimates, ran)
-
-    def decide_batch(self, group: StateGroup) -> np.ndarray:
-        raise TypeError("MixedStrategy is replayed with run_mixed, which keeps draws per query")
-
-
-def replay(strategy: Strategy, context: BatchContext) -> BatchOutcome:
-    """Replay any strategy, mixed ones included."""
-    if not isinstance(strategy, MixedStrategy):
-        return run_batch(strategy, context)
-    draws = np.random.default_rng(strategy.seed).random(context.staged.n_queries)
-    use_expensive = draws < strategy.gamma
-    cheap = run_batch(strategy.cheap, context)
-    expensive = run_batch(strategy.expensive, context)
-    return BatchOutcome(
-        ran=np.where(use_expensive[:, None], expensive.ran, cheap.ran),
-        answer=np.where(use_expensive, expensive.answer, cheap.answer),
-    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from cascade_core import (
     ThresholdCascade,
     budget_grid,
     fit_budget,
-    replay,
+    run_batch,
 )
 from cascade_core.errors import InvalidInputError
 
@@ -50,7 +50,7 @@ def test_fitted_policy_meets_the_budget_in_expectation(strategy):
         assert 0.0 <= fit.gamma <= 1.0
         assert 0.0 <= fit.quality <= 1.0
         # Replaying the fitted policy spends about the budget (random mixing per query).
-        spent = replay(fit.strategy, context).cost(cost).mean()
+        spent = run_batch(fit.strategy, context).cost(cost).mean()
         assert spent == pytest.approx(budget, rel=0.25)
 
 

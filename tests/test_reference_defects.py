@@ -13,7 +13,7 @@ from cascade_core import (
     expected_max,
     expected_max_two_normals,
     fit_budget,
-    replay,
+    run_batch,
 )
 
 
@@ -47,7 +47,7 @@ def test_routing_gamma_weights_the_expensive_policy_so_the_budget_is_met():
     fit = fit_budget(Routing(), context, budget, true_quality=truth)
     assert fit.cost == pytest.approx(budget)
     assert fit.gamma == pytest.approx(0.25, abs=1e-6)
-    outcome = replay(fit.strategy, context)
+    outcome = run_batch(fit.strategy, context)
     share_expensive = outcome.ran[:, 1].mean()
     assert share_expensive == pytest.approx(0.25, abs=0.06)
 
@@ -57,11 +57,11 @@ def test_output_cost_is_counted_once_per_query():
     # output cost by the query count twice would make costs shrink with the batch size.
     quality = np.array([[0.9, 0.5]] * 10)
     cost = np.array([[2.0, 5.0]] * 10)
-    outcome = replay(
+    outcome = run_batch(
         Routing(lam=0.0), BatchContext(StagedEstimates.from_arrays(quality, quality, cost))
     )
     assert outcome.cost(cost).mean() == pytest.approx(2.0)
-    single = replay(
+    single = run_batch(
         Routing(lam=0.0),
         BatchContext(StagedEstimates.from_arrays(quality[:1], quality[:1], cost[:1])),
     )

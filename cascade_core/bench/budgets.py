@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from cascade_core.batch import BatchContext, run_batch
-from cascade_core.budget import MixedStrategy
 from cascade_core.strategies import Strategy
+from cascade_core.strategies.mixed import MixedStrategy
 
 # Lambda grid relative to 1 / (mean cost): quality differences range over about 1e-3..1 and
 # cost differences over about 1e-3..1 times the mean cost, so 1e-4..1e4 covers every switch

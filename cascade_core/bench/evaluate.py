@@ -27,7 +27,7 @@ import numpy as np
 from cascade_core.batch import BatchContext, StagedEstimates, run_batch
 from cascade_core.bench.budgets import fit_to_budgets
 from cascade_core.bench.data import BenchSplit
-from cascade_core.budget import MixedStrategy, budget_grid
+from cascade_core.budget import budget_grid
 from cascade_core.estimators import (
     LogisticQualityEstimator,
     fit_noisy_oracle,
@@ -50,6 +50,7 @@ from cascade_core.strategies import (
     Strategy,
     ThresholdCascade,
 )
+from cascade_core.strategies.mixed import MixedStrategy
 
 STRATEGY_NAMES: tuple[str, ...] = (
     "routing",

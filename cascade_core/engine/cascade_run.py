@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.budget import MixedStrategy
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.ladder import LadderModel
 from cascade_core.engine.live_estimates import Judgement, LiveEstimator
@@ -24,6 +23,7 @@ from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun
 from cascade_core.errors import AllModelsFailedError
 from cascade_core.estimates import QueryEstimates
 from cascade_core.strategies import Routing, Strategy
+from cascade_core.strategies.mixed import MixedStrategy
 
 TOP_LOGPROBS = 5  # alternatives per token: enough for entropy and margin features
 

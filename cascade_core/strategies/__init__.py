@@ -7,6 +7,7 @@ from typing import Any
 from cascade_core.errors import InvalidInputError
 from cascade_core.strategies.base import STOP, Decision, StateGroup, Strategy
 from cascade_core.strategies.cascade_routing import CascadeRouting
+from cascade_core.strategies.mixed import MixedStrategy
 from cascade_core.strategies.optimal_cascade import OptimalCascade
 from cascade_core.strategies.routing import Routing
 from cascade_core.strategies.threshold_cascade import ThresholdCascade
@@ -38,6 +39,7 @@ __all__ = [
     "STRATEGIES",
     "CascadeRouting",
     "Decision",
+    "MixedStrategy",
     "OptimalCascade",
     "Routing",
     "StateGroup",
