@@ -13,6 +13,19 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 EXAMPLE_LADDER = Path(__file__).resolve().parent.parent / "examples" / "local-ladder.yaml"
 
 
+def _shared_data():
+    from cascade_core.replay import default_data_dir
+
+    return default_data_dir()
+
+
+DATA = _shared_data()
+needs_data = pytest.mark.skipif(
+    DATA is None,
+    reason="replay data not found at ../shared/data (set CASCADE_ROUTER_DATA to its folder)",
+)
+
+
 def random_covariance(rng: np.random.Generator, n_models: int, scale: float) -> np.ndarray:
     """A random PSD covariance with correlations, as an estimator's error would have."""
     factor = rng.normal(size=(n_models, n_models)) * scale / np.sqrt(n_models)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cascade_core.cli import app
-from cascade_core.replay import default_data_dir
+from tests.conftest import DATA, needs_data
 
 STRATEGIES = ("routing", "threshold_cascade", "optimal_cascade", "cascade_routing")
 
@@ -69,12 +69,6 @@ def test_bench_table_and_bad_noise(tmp_path):
     assert "cascade_routing" in result.stdout and "noisy ground truth (low)" in result.stdout
     bad = runner.invoke(app, ["bench", str(tmp_path), "--noise", "extreme"])
     assert bad.exit_code != 0
-
-
-DATA = default_data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None, reason="../shared/data (replay logs) is absent; set CASCADE_ROUTER_DATA"
-)
 
 
 @needs_data

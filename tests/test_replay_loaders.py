@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,7 @@ from cascade_core.replay import (
     load_routerbench_csv,
     load_routerbench_pickle,
 )
-
-
-def _data_dir() -> Path | None:
-    env = os.environ.get("CASCADE_ROUTER_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return path if path.is_dir() else None
-
-
-DATA = _data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None,
-    reason="replay data not found at ../shared/data (set CASCADE_ROUTER_DATA to its folder)",
-)
+from tests.conftest import DATA, needs_data
 
 
 # ---------------------------------------------------------------------------- helpers

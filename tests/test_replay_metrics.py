@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,19 +22,7 @@ from cascade_core.replay import (
     oracle_point,
     single_model_points,
 )
-
-
-def _data_dir() -> Path | None:
-    env = os.environ.get("CASCADE_ROUTER_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return path if path.is_dir() else None
-
-
-DATA = _data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None,
-    reason="replay data not found at ../shared/data (set CASCADE_ROUTER_DATA to its folder)",
-)
+from tests.conftest import DATA, needs_data
 
 
 def _toy() -> ReplayDataset:
