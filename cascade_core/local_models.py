@@ -148,18 +148,25 @@ def server_config(port: int, models: tuple[LocalModel, ...] = LADDER) -> dict:
 
 def _pid_alive(pid: int) -> bool:
     """True for a live, non-zombie process (a killed child of ours lingers as a zombie)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+    _reap(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+    zombie = False
+    with contextlib.suppress(OSError, IndexError):
+        zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    if zombie:  # exiting; other threads may still be running, so only a blocking wait reaps
+        _reap(pid, block=True)
+    return not zombie
+
+
+def _reap(pid: int, block: bool = False) -> None:
+    """Collect the exit status if the server is our own child (e.g. started by a test)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0 if block else os.WNOHANG)
 
 
 def _is_our_server(pid: int) -> bool:
@@ -204,7 +211,9 @@ def log_tail(lines: int = 30) -> str:
     """Last lines of the server log, for error messages."""
     log_file = state_paths(state_dir())[1]
     with contextlib.suppress(OSError):
-        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+        text = log_file.read_text(errors="replace")
+        text = text.split("usage: ", 1)[0]  # a settings error is followed by argparse's help
+        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
     return "(no log)"
 
 
@@ -279,7 +288,7 @@ def _wait_healthy(proc: subprocess.Popen, port: int, aliases: list[str], timeout
         time.sleep(0.25)
     stop()
     raise LocalModelError(
-        f"Local server did not answer GET /v1/models within {timeout:.0f}s. Log tail:\n{log_tail()}"
+        f"Local server did not answer GET /v1/models within {timeout:g}s. Log tail:\n{log_tail()}"
     )
 
 
@@ -342,7 +351,21 @@ def _patch_fast_top_logprobs() -> None:
     llama_module.zip, llama_module.sorted = _zip, _sorted
 
 
+def _drop_settings_env() -> None:
+    """Keep stray env vars (N_THREADS, SEED, CACHE, ...) out of the server's settings.
+
+    llama_cpp.server's settings are pydantic BaseSettings, so any env var named like a field
+    silently overrides defaults or crashes start-up; our config file must be the only source.
+    """
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    fields = {*ModelSettings.model_fields, *ServerSettings.model_fields} - {"host", "port"}
+    for name in [k for k in os.environ if k.lower() in fields]:
+        del os.environ[name]
+
+
 if __name__ == "__main__":
+    _drop_settings_env()
     _patch_fast_top_logprobs()
     from llama_cpp.server.__main__ import main
 
