@@ -14,6 +14,8 @@ import typer
 
 from cascade_core import __version__
 from cascade_core.bench.cli import bench as bench_command
+from cascade_core.cli_jobs import batch as batch_command
+from cascade_core.cli_jobs import calibrate as calibrate_command
 from cascade_core.cli_local import local_app
 from cascade_core.demo import DEFAULT_CONFIG
 
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 app.command("bench")(bench_command)
+app.command("calibrate")(calibrate_command)
+app.command("batch")(batch_command)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Any
 import litellm
 
 from cascade_core.engine.answers import DraftAssembler, ModelAnswer
+from cascade_core.engine.budget_policy import configured_strategy
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel
@@ -23,7 +24,6 @@ from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimato
 from cascade_core.engine.request import build_request
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeError, InvalidInputError
-from cascade_core.strategies import make_strategy
 
 # Check a streamed draft for early abort every this many tokens: often enough to save most
 # of a hopeless draft, rarely enough that the check costs nothing next to token latency.
@@ -63,13 +63,7 @@ class CascadeEngine:
         self.config = config
         ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(config.models))
         budget = config.budget
-        if budget.target_cost_usd is not None:
-            raise InvalidInputError(
-                "budget.target_cost_usd: needs lambda fitted on calibration data; run "
-                "`cascade-router calibrate` and set budget.lambda from its profile"
-            )
-        lam = budget.lam if budget.lam is not None else 0.0
-        strategy = make_strategy(config.strategy.name, **config.strategy.parameters(lam))
+        strategy = configured_strategy(config)
         self.parts = RouterParts(
             ladder=ladder,
             strategy=strategy,

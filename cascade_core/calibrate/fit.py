@@ -1,0 +1,205 @@
+"""Fit a profile from calibration data: the quality estimators, then lambda.
+
+The profile is the version-1 estimator profile (`cascade_core.estimators.profile`) with an
+optional ``"budget"`` key that version-1 readers ignore:
+
+* ``curve``: for a grid of lambdas, the average cost (and quality on labelled rows) the
+  configured strategy reaches on the calibration prompts. The engine turns any
+  ``budget.target_cost_usd`` into a lambda pair and a mixing probability from it.
+* ``lambda`` / ``lambda_expensive`` / ``gamma``: the policy fitted to ``--budget`` or
+  ``--target-quality`` (expensive lambda used with probability gamma), the engine's default
+  when the config sets neither ``lambda`` nor ``target_cost_usd``.
+
+Lambda is tuned against the *estimated* costs the engine sees before each call, and its
+average spend is measured with the costs really paid; neither needs a reference answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cascade_core.batch import BatchContext, run_batch
+from cascade_core.budget import fit_budget
+from cascade_core.engine.config import StrategySpec
+from cascade_core.errors import InvalidInputError
+from cascade_core.estimators import (
+    LogisticQualityEstimator,
+    TokenCostModel,
+    fit_quality_estimator,
+    profile_to_dict,
+)
+from cascade_core.replay import ReplayDataset
+from cascade_core.strategies import make_strategy
+
+# Lambda grid relative to 1 / mean estimated cost (as in `bench.budgets`), 8 points a decade
+# so that mixing two neighbours approximates the best policy at any budget closely.
+LAMBDA_DECADES = (-4.0, 4.0)
+GRID_PER_DECADE = 8
+# Below this many labelled rows Σ is measured on the fitting rows themselves (understating
+# the error) instead of wasting a third of a small set on a holdout.
+MIN_ROWS_FOR_HOLDOUT = 40
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """All complete rows, which of them are labelled, and both cost matrices (n, k)."""
+
+    dataset: ReplayDataset
+    labelled: np.ndarray
+    estimated_cost: np.ndarray
+
+    @property
+    def true_cost(self) -> np.ndarray:
+        return self.dataset.cost
+
+
+def fit_estimator(data: CalibrationData) -> LogisticQualityEstimator:
+    labelled = data.dataset.subset(np.flatnonzero(data.labelled), name="labelled")
+    if labelled.n_queries < 2:
+        raise InvalidInputError(
+            f"calibrate: {labelled.n_queries} labelled row(s) with answers from every model; "
+            "give references (or --profile to reuse fitted estimators and tune lambda only)"
+        )
+    if labelled.n_queries >= MIN_ROWS_FOR_HOLDOUT:
+        fit_part, holdout = labelled.split(0.7, seed=0)
+    else:
+        fit_part, holdout = labelled, labelled
+    estimator = fit_quality_estimator(fit_part, holdout)
+    if estimator.spec.posthoc_source != "logprobs":
+        raise InvalidInputError(
+            "calibrate: the ladder returned no token logprobs, which the live engine's fitted "
+            "profiles need; set supports_logprobs for models that return them"
+        )
+    return estimator
+
+
+def lambda_curve(
+    strategy_spec: StrategySpec, estimator: LogisticQualityEstimator, data: CalibrationData
+) -> list[dict[str, float | None]]:
+    """(lambda, mean true cost, mean quality on labelled rows, escalation rate) per grid value."""
+    context = BatchContext(estimator.staged(data.dataset, cost=data.estimated_cost))
+    strategy = make_strategy(strategy_spec.name, **strategy_spec.parameters(0.0))
+    scale = 1.0 / max(float(data.estimated_cost.mean()), 1e-300)
+    low, high = LAMBDA_DECADES
+    count = int((high - low) * GRID_PER_DECADE) + 1
+    points = []
+    for lam in [0.0, *(scale * np.logspace(low, high, count))]:
+        outcome = run_batch(strategy.with_parameter(float(lam)), context)
+        points.append(_point(float(lam), outcome, data))
+    return points
+
+
+def _point(lam: float, outcome: Any, data: CalibrationData) -> dict[str, float | None]:
+    quality = outcome.quality(data.dataset.quality)[data.labelled]
+    return {
+        "lambda": lam,
+        "cost_usd": float(outcome.cost(data.true_cost).mean()),
+        "quality": float(quality.mean()) if quality.size else None,
+        "escalation_rate": float((outcome.ran.sum(axis=1) > 1).mean()),
+    }
+
+
+def budget_for_quality(curve: list[dict[str, float | None]], target: float) -> float:
+    """The least average cost at which mixing two curve points reaches ``target`` quality."""
+    points = sorted(
+        (p for p in curve if p["quality"] is not None), key=lambda p: (p["cost_usd"], p["lambda"])
+    )
+    if not points:
+        raise InvalidInputError("--target-quality needs labelled rows (references)")
+    best = max(p["quality"] for p in points)  # type: ignore[type-var]
+    if target > best + 1e-12:
+        raise InvalidInputError(
+            f"--target-quality {target}: the best the ladder reaches here is {best:.4g}"
+        )
+    previous = None
+    for point in points:
+        if point["quality"] >= target:  # type: ignore[operator]
+            if previous is None or previous["quality"] >= point["quality"]:  # type: ignore[operator]
+                return float(point["cost_usd"])  # type: ignore[arg-type]
+            share = (target - previous["quality"]) / (point["quality"] - previous["quality"])  # type: ignore[operator]
+            return float(previous["cost_usd"] + share * (point["cost_usd"] - previous["cost_usd"]))  # type: ignore[operator]
+        if previous is None or point["quality"] > previous["quality"]:  # type: ignore[operator]
+            previous = point
+    raise AssertionError("unreachable: target <= best")
+
+
+def fit_policy(
+    strategy_spec: StrategySpec,
+    estimator: LogisticQualityEstimator,
+    data: CalibrationData,
+    budget_usd: float,
+) -> dict[str, Any]:
+    """Lambda(s) meeting ``budget_usd`` on average over the calibration prompts."""
+    context = BatchContext(estimator.staged(data.dataset, cost=data.estimated_cost))
+    strategy = make_strategy(strategy_spec.name, **strategy_spec.parameters(0.0))
+    fitted = fit_budget(strategy, context, budget_usd, true_cost=data.true_cost)
+    outcome = run_batch(fitted.strategy, context)
+    point = _point(float("nan"), outcome, data)
+    return {
+        "lambda": float(fitted.parameter_cheap),  # type: ignore[arg-type]
+        "lambda_expensive": float(fitted.parameter_expensive),  # type: ignore[arg-type]
+        "gamma": float(fitted.gamma),
+        "expected_cost_usd": point["cost_usd"],
+        "expected_quality": point["quality"],
+        "expected_escalation_rate": point["escalation_rate"],
+    }
+
+
+def build_profile(
+    strategy_spec: StrategySpec,
+    estimator: LogisticQualityEstimator,
+    data: CalibrationData,
+    *,
+    budget_usd: float | None = None,
+    target_quality: float | None = None,
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """The profile dict (estimators, cost model, and the budget section when it applies)."""
+    names = list(estimator.spec.model_names)
+    tokens_out = data.dataset.tokens_out
+    expected_out = (
+        np.zeros(len(names)) if tokens_out is None else np.nan_to_num(tokens_out.mean(axis=0))
+    )
+    cost_model = TokenCostModel.create(names, expected_out, prices) if prices else None
+    profile = profile_to_dict(estimator, cost_model)
+    summary: dict[str, Any] = {
+        "rows": data.dataset.n_queries,
+        "labelled_rows": int(data.labelled.sum()),
+        "model_quality": _mean_quality(data),
+        "model_cost_usd": dict(zip(names, data.true_cost.mean(axis=0).tolist(), strict=True)),
+    }
+    profile["calibration"] = summary
+    if strategy_spec.name == "threshold_cascade":
+        if budget_usd is not None or target_quality is not None:
+            raise InvalidInputError(
+                "calibrate: --budget/--target-quality tune lambda, which threshold_cascade "
+                "does not use; pick a lambda strategy or set its threshold in the config"
+            )
+        return profile
+    curve = lambda_curve(strategy_spec, estimator, data)
+    section: dict[str, Any] = {
+        "strategy": strategy_spec.model_dump(),
+        "curve": curve,
+        "target_cost_usd": None,
+        "target_quality": target_quality,
+        "lambda": None,
+    }
+    if target_quality is not None:
+        budget_usd = budget_for_quality(curve, target_quality)
+    if budget_usd is not None:
+        section["target_cost_usd"] = budget_usd
+        section.update(fit_policy(strategy_spec, estimator, data, budget_usd))
+    profile["budget"] = section
+    return profile
+
+
+def _mean_quality(data: CalibrationData) -> dict[str, float | None]:
+    names = data.dataset.model_names
+    if not data.labelled.any():
+        return dict.fromkeys(names)
+    means = data.dataset.quality[data.labelled].mean(axis=0)
+    return {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, means, strict=True)}

@@ -1,0 +1,184 @@
+"""`cascade-router batch`: route every row of a JSONL file through the live engine.
+
+Input rows: ``{"id": ..., "messages": [...] | "prompt": "...", "params": {...}}`` (id
+defaults to the line number). Output rows, one per input row, in completion order::
+
+    {"id": "r1", "ok": true, "content": "...", "model": "small", "cost_usd": 1.2e-06,
+     "models_run": ["small"], "escalated": false}
+    {"id": "r2", "ok": false, "error": "AllModelsFailedError: ...", "cost_usd": 0.0}
+
+A row that fails (bad input, every model failed) is recorded, never fatal, so a large job
+finishes; filter on ``ok`` and rerun those rows as a new job if wanted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cascade_core.calibrate.devset import row_id, row_messages
+from cascade_core.engine.config import RouterConfig
+from cascade_core.errors import InvalidInputError
+from cascade_core.jobs.journal import Journal
+from cascade_core.jobs.progress import CostProgress
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One input line; ``problem`` holds why it cannot be run (recorded as its result)."""
+
+    id: str
+    record: dict[str, Any] | None
+    problem: str | None = None
+
+
+def read_rows(path: str | Path) -> Iterator[InputRow]:
+    """Stream the input, refusing duplicate ids up front (exactly-once is keyed by id)."""
+    seen: dict[str, int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield InputRow(f"line-{line_no}", None, f"invalid JSON: {error.msg}")
+                continue
+            if not isinstance(record, dict):
+                yield InputRow(f"line-{line_no}", None, "expected a JSON object")
+                continue
+            key = row_id(record, line_no)
+            if key in seen:
+                raise InvalidInputError(
+                    f"{path}:{line_no}: duplicate id {key!r} (first on line {seen[key]}); "
+                    "ids must be unique for a resumable job"
+                )
+            seen[key] = line_no
+            yield InputRow(key, record)
+
+
+def pending_rows(path: str | Path, done: set[str]) -> tuple[list[InputRow], int]:
+    """Rows not yet in the output, and the number of input rows in total."""
+    rows = list(read_rows(path))
+    return [row for row in rows if row.id not in done], len(rows)
+
+
+def result_record(row: InputRow, result: Any, with_trace: bool) -> dict[str, Any]:
+    trace = result.trace
+    record: dict[str, Any] = {
+        "id": row.id,
+        "ok": True,
+        "content": result.content,
+        "model": result.model,
+        "cost_usd": result.cost_usd,
+        "models_run": trace.models_run,
+        "escalated": len(trace.models_run) > 1,
+    }
+    if result.answer.tool_calls:
+        record["tool_calls"] = result.answer.tool_calls
+    if with_trace:
+        record["trace"] = trace.as_dict()
+    return record
+
+
+def error_record(row: InputRow, error: BaseException | str) -> dict[str, Any]:
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {"id": row.id, "ok": False, "error": str(text)[:2000], "cost_usd": 0.0}
+
+
+def request_of(row: InputRow) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    assert row.record is not None
+    params = row.record.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidInputError("params: expected an object of request parameters")
+    return row_messages(row.record, f"row {row.id}"), params
+
+
+async def run_row(engine: Any, row: InputRow, with_trace: bool) -> dict[str, Any]:
+    """The output record of one row; any failure becomes an error record."""
+    if row.problem is not None:
+        return error_record(row, row.problem)
+    try:
+        messages, params = request_of(row)
+        result = await engine.arun(messages, **params)
+    except Exception as error:
+        return error_record(row, error)
+    return result_record(row, result, with_trace)
+
+
+def record_progress(bar: CostProgress, record: dict[str, Any]) -> None:
+    bar.update(
+        float(record.get("cost_usd") or 0.0),
+        escalated=bool(record.get("escalated")),
+        error=not record.get("ok"),
+    )
+
+
+@dataclass
+class BatchSummary:
+    total: int
+    skipped: int
+    written: int
+    errors: int
+    cost_usd: float
+    escalation_rate: float
+    truncated_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def run_batch_job(
+    config: RouterConfig,
+    input_path: Path,
+    output_path: Path,
+    *,
+    concurrency: int = 8,
+    with_trace: bool = False,
+    progress: bool = True,
+) -> BatchSummary:
+    """Run the rows not yet in ``output_path`` with at most ``concurrency`` in flight."""
+    from cascade_core.engine import CascadeEngine
+
+    engine = CascadeEngine(config)
+    with Journal(output_path) as journal:
+        pending, total = pending_rows(input_path, journal.done)
+        skipped = total - len(pending)
+        bar = CostProgress(total, "batch", enabled=progress, done=skipped)
+        try:
+            asyncio.run(_run_local(engine, pending, journal, bar, concurrency, with_trace))
+        finally:
+            bar.close()
+        return BatchSummary(
+            total=total,
+            skipped=skipped,
+            written=bar.items,
+            errors=bar.errors,
+            cost_usd=bar.cost_usd,
+            escalation_rate=bar.escalation_rate,
+            truncated_bytes=journal.truncated_bytes,
+        )
+
+
+async def _run_local(
+    engine: Any,
+    rows: list[InputRow],
+    journal: Journal,
+    bar: CostProgress,
+    concurrency: int,
+    with_trace: bool,
+) -> None:
+    """N workers pull rows; each result is journalled as soon as it is known."""
+    queue = iter(rows)
+
+    async def worker() -> None:
+        for row in queue:  # a shared iterator: each row goes to exactly one worker
+            record = await run_row(engine, row, with_trace)
+            if journal.append(record):
+                record_progress(bar, record)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
