@@ -164,6 +164,8 @@ class CascadeRun:
             "model": model.spec.model,
             "messages": request["messages"],
             "num_retries": self.parts.num_retries,
+            # LiteLLM does the retrying; the OpenAI client's own retries would multiply it.
+            "max_retries": 0,
             "timeout": self.parts.timeout_s,
             **model.spec.extra_params,
         }

@@ -21,6 +21,7 @@ from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel
 from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimator
+from cascade_core.engine.redaction import protect_logs
 from cascade_core.engine.request import build_request
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeError, InvalidInputError
@@ -62,6 +63,7 @@ class CascadeEngine:
             raise InvalidInputError("give either a RouterConfig or keyword settings, not both")
         self.config = config
         ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(config.models))
+        protect_logs(spec.api_key_env for spec in config.models)
         budget = config.budget
         strategy = configured_strategy(config)
         self.parts = RouterParts(
