@@ -70,9 +70,7 @@ class LearnedSplitResult:
 
 # ------------------------------------------------------------------ data
 def is_routellm_folder(path: Path) -> bool:
-    return path.is_dir() and (
-        (path / "mmlu").is_dir() or any(path.glob("gsm8k_responses.csv*"))
-    )
+    return path.is_dir() and ((path / "mmlu").is_dir() or any(path.glob("gsm8k_responses.csv*")))
 
 
 def split_by_prompt(data: ReplayDataset, test_fraction: float = TEST_FRACTION, salt: str = "0"):
@@ -197,7 +195,10 @@ def routellm_metrics(test: ReplayDataset, curves: dict[str, ShareCurve], n_boot:
                 curve.query_strong[:, rows].mean(axis=1),
                 curve.query_quality[:, rows].mean(axis=1),
                 curve.query_cost[:, rows].mean(axis=1),
-                qw, qs, cw, cs,
+                qw,
+                qs,
+                cw,
+                cs,
             )
             out.append([m[key] for key in KEYS])
         share = np.array([0.0, 1.0])
@@ -258,7 +259,8 @@ def evaluate_learned_split(
     curves: dict[str, ShareCurve] = {}
 
     def add(label, est, calib_emb, test_emb):
-        kind = est.estimator.spec.posthoc_source if hasattr(est, "estimator") else est.spec.posthoc_source
+        spec = est.estimator.spec if hasattr(est, "estimator") else est.spec
+        kind = spec.posthoc_source
         if "cascade_routing" in strategies:
             scale, est = _best_sigma(est, calib, calib_emb, budgets, k)
         else:
@@ -276,7 +278,11 @@ def evaluate_learned_split(
     add("base", fit_quality_estimator(fit, calib), None, None)
     for learner in learners:
         est = fit_learned_estimator(
-            lambda learner=learner: make_scorer(learner), fit, calib, emb["fit"], emb["calib"],
+            lambda learner=learner: make_scorer(learner),
+            fit,
+            calib,
+            emb["fit"],
+            emb["calib"],
             seed=seed,
         )
         add(learner, est, emb["calib"], emb["test"])
@@ -316,8 +322,13 @@ def run_learned_bench(
     splits, notes = learned_splits(Path(path), models, only)
     results = [
         evaluate_learned_split(
-            s, learners, embedder_name=embedder_name, cache_dir=cache_dir,
-            n_budgets=n_budgets, n_boot=n_boot, seed=seed,
+            s,
+            learners,
+            embedder_name=embedder_name,
+            cache_dir=cache_dir,
+            n_budgets=n_budgets,
+            n_boot=n_boot,
+            seed=seed,
         )
         for s in splits
     ]

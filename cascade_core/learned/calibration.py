@@ -18,7 +18,7 @@ def threshold_for_share(scores: np.ndarray, strong_share: float) -> float:
         raise ValueError("no calibration scores")
     if not 0.0 <= strong_share <= 1.0:
         raise ValueError(f"strong_share must be in [0, 1], got {strong_share}")
-    count = int(round(strong_share * s.size))
+    count = round(strong_share * s.size)
     if count <= 0:
         return float(s[0])
     if count >= s.size:

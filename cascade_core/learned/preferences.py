@@ -52,7 +52,11 @@ class Comparisons:
         ``remap`` (old index -> new index)."""
         rows = keep[self.query]
         return Comparisons(
-            remap[self.query[rows]], self.a[rows], self.b[rows], self.outcome[rows], self.weight[rows]
+            remap[self.query[rows]],
+            self.a[rows],
+            self.b[rows],
+            self.outcome[rows],
+            self.weight[rows],
         )
 
 

@@ -159,7 +159,7 @@ class MatrixFactorization:
 
     def fit(self, embeddings, n_models, *, quality=None, comparisons=None, prompts=None):
         e = _normalise(embeddings)
-        n, d = e.shape
+        d = e.shape[1]
         c = _training_comparisons(quality, comparisons)
         rng = np.random.default_rng(self.seed)
         params = {
@@ -214,13 +214,18 @@ def make_scorer(name: str) -> ExAnteScorer:
     try:
         return SCORERS[name]()
     except KeyError:
-        raise ValueError(f"unknown learned router {name!r}; choose from {sorted(SCORERS)}") from None
+        known = sorted(SCORERS)
+        raise ValueError(f"unknown learned router {name!r}; choose from {known}") from None
 
 
 def strong_win_probability(scores: np.ndarray, weak: int = 0, strong: int = -1) -> np.ndarray:
     """RouteLLM's router output for two models: P(strong beats weak) from the scores."""
     s = np.asarray(scores, dtype=float)
     return expit(s[:, strong] - s[:, weak])
+
+
+def _pick(items: Sequence[str], mask: np.ndarray) -> list[str]:
+    return [x for x, keep in zip(items, mask, strict=True) if keep]
 
 
 def crossfit_scores(
@@ -245,8 +250,8 @@ def crossfit_scores(
         test = fold == f
         if not test.any() or test.all():
             continue
-        sub_prompts = None if prompts is None else [p for p, t in zip(prompts, test, strict=True) if not t]
-        scorer = factory().fit(embeddings[~test], k, quality=quality[~test], prompts=sub_prompts)
-        test_prompts = None if prompts is None else [p for p, t in zip(prompts, test, strict=True) if t]
-        out[test] = scorer.score(embeddings[test], test_prompts)
+        train_p = None if prompts is None else _pick(prompts, ~test)
+        scorer = factory().fit(embeddings[~test], k, quality=quality[~test], prompts=train_p)
+        test_p = None if prompts is None else _pick(prompts, test)
+        out[test] = scorer.score(embeddings[test], test_p)
     return out
