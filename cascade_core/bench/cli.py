@@ -38,6 +38,14 @@ def bench(
     budgets: Annotated[int, typer.Option(help="number of budgets (>= 20)")] = 20,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CI")] = 1000,
     seed: Annotated[int, typer.Option(help="seed of the splits, noise and bootstrap")] = 0,
+    learned: Annotated[
+        list[str] | None,
+        typer.Option(help="learned ex-ante routers: sw,mf (docs/routellm.md)"),
+    ] = None,
+    embedder: Annotated[str, typer.Option(help="with --learned: minilm | hashing")] = "minilm",
+    only: Annotated[
+        list[str] | None, typer.Option(help="with --learned: evaluate only these splits")
+    ] = None,
 ) -> None:
     """Fit estimators and budgets on train, score routing, cascades and cascade routing on
     test: AUC with bootstrap 95% CI, linear hull, oracle, APGR, CPT(50/80)."""
@@ -47,6 +55,19 @@ def bench(
     if noise is not None and noise not in NOISE_CHOICES:
         raise typer.BadParameter(f"choose one of {', '.join(NOISE_CHOICES)}", param_hint="--noise")
     chosen = _split_list(strategies) or list(STRATEGY_NAMES)
+    if learned is not None or _is_routellm(path):
+        _bench_learned(
+            path,
+            _split_list(learned) or [],
+            models,
+            only,
+            embedder,
+            budgets,
+            bootstrap,
+            seed,
+            as_json,
+        )
+        return
     try:
         results, seconds, notes = run_bench(
             path,
@@ -78,3 +99,43 @@ def bench(
         typer.echo(json.dumps(to_json(results, seconds, settings)))
     else:
         typer.echo(format_table(results, seconds))
+
+
+def _is_routellm(path: Path) -> bool:
+    from cascade_core.learned.bench import is_routellm_folder
+
+    return is_routellm_folder(path)
+
+
+def _bench_learned(path, learners, models, only, embedder, budgets, bootstrap, seed, as_json):
+    """`--learned` (and RouteLLM's evaluation folders): `cascade_core.learned.bench`."""
+    from cascade_core.learned.bench import format_learned, learned_to_json, run_learned_bench
+
+    try:
+        results, seconds, notes = run_learned_bench(
+            path,
+            learners,
+            models=_split_list(models),
+            only=_split_list(only),
+            embedder_name=embedder,
+            n_budgets=budgets,
+            n_boot=bootstrap,
+            seed=seed,
+        )
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    settings = {
+        "path": str(path),
+        "learned": learners,
+        "embedder": embedder,
+        "seed": seed,
+        "budgets": budgets,
+        "bootstrap": bootstrap,
+    }
+    if as_json:
+        typer.echo(json.dumps(learned_to_json(results, seconds, settings)))
+    else:
+        typer.echo(format_learned(results, seconds))
