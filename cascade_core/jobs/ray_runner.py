@@ -21,7 +21,14 @@ from typing import Any
 from cascade_core.engine.config import RouterConfig
 from cascade_core.jobs.journal import Journal
 from cascade_core.jobs.progress import CostProgress
-from cascade_core.jobs.runner import BatchSummary, InputRow, pending_rows, record_progress, run_row
+from cascade_core.jobs.runner import (
+    BatchSummary,
+    InputRow,
+    make_engine,
+    pending_rows,
+    record_progress,
+    run_row,
+)
 
 
 class _EngineWorker:
@@ -29,9 +36,7 @@ class _EngineWorker:
 
     def __init__(self, config: dict[str, Any], concurrency: int, with_trace: bool) -> None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        from cascade_core.engine import CascadeEngine
-
-        self.engine = CascadeEngine(RouterConfig.from_dict(config, source="ray job config"))
+        self.engine = make_engine(RouterConfig.from_dict(config, source="ray job config"))
         self.concurrency = concurrency
         self.with_trace = with_trace
 

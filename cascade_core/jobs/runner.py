@@ -110,6 +110,16 @@ async def run_row(engine: Any, row: InputRow, with_trace: bool) -> dict[str, Any
     return result_record(row, result, with_trace)
 
 
+def make_engine(config: RouterConfig) -> Any:
+    """The engine for a job; LiteLLM's own banners on stdout would corrupt the summary line."""
+    import litellm
+
+    from cascade_core.engine import CascadeEngine
+
+    litellm.suppress_debug_info = True
+    return CascadeEngine(config)
+
+
 def record_progress(bar: CostProgress, record: dict[str, Any]) -> None:
     bar.update(
         float(record.get("cost_usd") or 0.0),
@@ -142,9 +152,7 @@ def run_batch_job(
     progress: bool = True,
 ) -> BatchSummary:
     """Run the rows not yet in ``output_path`` with at most ``concurrency`` in flight."""
-    from cascade_core.engine import CascadeEngine
-
-    engine = CascadeEngine(config)
+    engine = make_engine(config)
     with Journal(output_path) as journal:
         pending, total = pending_rows(input_path, journal.done)
         skipped = total - len(pending)
