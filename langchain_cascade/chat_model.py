@@ -1,0 +1,388 @@
+"""``CascadeRouterChatModel``: the cascade router as a LangChain chat model.
+
+Put it wherever LangChain takes a chat model (chains, ``create_agent``, LangGraph). Every
+decision (which models run, when to stop, which answer wins, what it cost) is the engine's;
+this class converts messages and tools and follows LangChain's conventions: standard
+parameters, ``bind_tools``/``with_structured_output``, usage metadata, one metadata chunk
+per stream, LangSmith parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.openai_tools import (
+    JsonOutputKeyToolsParser,
+    PydanticToolsParser,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from cascade_core.engine import (
+    BudgetSpec,
+    CascadeEngine,
+    ModelSpec,
+    RouterConfig,
+    StrategySpec,
+    TextDelta,
+)
+from cascade_core.errors import InvalidInputError
+from langchain_cascade.convert import (
+    ai_message,
+    final_chunk,
+    to_openai_messages,
+    to_openai_tools,
+    tool_choice_param,
+)
+
+# Keywords LangChain itself may pass down to ``_generate``/``_stream`` that are not request
+# parameters: ``stream`` is its streaming switch, ``model`` pins a ladder model (see below).
+_NOT_REQUEST_PARAMS = ("stream", "model")
+
+StructuredMethod = Literal["function_calling", "json_schema", "json_mode"]
+
+
+class CascadeRouterChatModel(BaseChatModel):
+    """A LangChain chat model that answers each request with cascade routing over a ladder.
+
+    Where ``ChatOpenAI(model="gpt-4o")`` was, write::
+
+        llm = CascadeRouterChatModel.from_config("router.yaml")
+        # or: CascadeRouterChatModel(models=[{"model": "openai/gpt-4o-mini"},
+        #                                    {"model": "openai/gpt-4o"}], budget={"lambda": 1e3})
+
+    ``usage_metadata`` sums the tokens of every model the request ran (drafts are paid for);
+    ``response_metadata`` has ``model_name`` (the model whose answer was returned), ``cost_usd``,
+    ``usage_by_model``, the engine's trace under ``cascade`` and, when ``logprobs`` is set, the
+    answer's token logprobs. Streams and ``on_llm_new_token`` carry only the accepted answer:
+    drafts that get escalated are buffered inside the engine and never reach a callback.
+    Passing ``model="<ladder name>"`` to a call pins that one model (no cascade).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    # -- the router: keyword settings (as in a config file), a RouterConfig, or an engine --
+    models: list[ModelSpec] | None = Field(
+        default=None, description="the ladder, cheapest first; as in a config file's models"
+    )
+    strategy: StrategySpec | None = None
+    budget: BudgetSpec | None = None
+    profile: Path | None = Field(default=None, description="fitted estimator profile (JSON)")
+    prior_std: float | None = None
+    early_abort: bool | None = None
+    config: RouterConfig | None = Field(default=None, description="a whole RouterConfig")
+    engine: CascadeEngine | None = Field(default=None, exclude=True)
+
+    # -- LangChain's standard parameters --------------------------------------------------
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    seed: int | None = None
+    top_p: float | None = None
+    logprobs: bool | None = Field(
+        default=None, description="put the answer's token logprobs in response_metadata"
+    )
+    top_logprobs: int | None = None
+    timeout: float | None = Field(
+        default=None, gt=0, description="seconds per model call; overrides the config's timeout_s"
+    )
+    max_retries: int | None = Field(
+        default=None, ge=0, description="retries per model call; overrides num_retries"
+    )
+    streaming: bool = False
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="other engine request parameters sent every time"
+    )
+
+    _engine: CascadeEngine = PrivateAttr()
+    _pinned: dict[str, CascadeEngine] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _build_engine(self) -> CascadeRouterChatModel:
+        """Build the engine now, so a bad ladder fails at construction, not at first use."""
+        config = self._router_config()
+        if self.engine is not None and config is self.engine.config:
+            self._engine = self.engine
+        else:
+            self._engine = CascadeEngine(config)
+        return self
+
+    def _router_config(self) -> RouterConfig:
+        if self.engine is not None:
+            config = self.engine.config
+        elif self.config is not None:
+            config = self.config
+        elif self.models:
+            settings: dict[str, Any] = {"models": self.models}
+            for name in ("strategy", "budget", "profile", "prior_std", "early_abort"):
+                if getattr(self, name) is not None:
+                    settings[name] = getattr(self, name)
+            config = RouterConfig.from_dict(settings, source="CascadeRouterChatModel")
+        else:
+            raise InvalidInputError(
+                "give the ladder: models=[{'model': ...}, ...], config=RouterConfig(...), "
+                "engine=CascadeEngine(...), or use CascadeRouterChatModel.from_config(path)"
+            )
+        overrides: dict[str, Any] = {}
+        if self.timeout is not None:
+            overrides["timeout_s"] = self.timeout
+        if self.max_retries is not None:
+            overrides["num_retries"] = self.max_retries
+        return config.model_copy(update=overrides) if overrides else config
+
+    @classmethod
+    def from_config(cls, path: str | Path, **kwargs: Any) -> CascadeRouterChatModel:
+        """From the engine's YAML/JSON config file (the same file the CLI takes)."""
+        return cls(config=RouterConfig.from_file(path), **kwargs)
+
+    @property
+    def router(self) -> CascadeEngine:
+        """The engine behind this model (its config, ladder and strategy)."""
+        return self._engine
+
+    @property
+    def model_name(self) -> str:
+        """The ladder as one name, for tracing: ``cascade:cheap>strong``."""
+        return "cascade:" + ">".join(m.label for m in self._engine.parts.ladder)
+
+    # -- LangChain identity ---------------------------------------------------------------
+
+    @property
+    def _llm_type(self) -> str:
+        return "cascade-router"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "strategy": self._engine.parts.strategy.name,
+            **self._default_params(),
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="cascade_router",
+            ls_model_name=kwargs.get("model") or self.model_name,
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        stop = stop or kwargs.get("stop") or self.stop
+        if stop:
+            params["ls_stop"] = list(stop)
+        return params
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _default_params(self) -> dict[str, Any]:
+        params = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop or None,
+            "seed": self.seed,
+            "top_p": self.top_p,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            **self.model_kwargs,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _request(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[CascadeEngine, list[dict[str, Any]], dict[str, Any], bool]:
+        """Engine, OpenAI messages and request parameters for one call; per-call keywords
+        override the instance's. Unknown keywords reach the engine, which refuses them
+        naming the accepted ones."""
+        params = self._default_params()
+        params.update({k: v for k, v in kwargs.items() if k not in _NOT_REQUEST_PARAMS})
+        if stop:
+            params["stop"] = stop
+        params = {k: v for k, v in params.items() if v is not None}
+        engine = self._engine_for(kwargs.get("model"))
+        return engine, to_openai_messages(messages), params, bool(params.get("logprobs"))
+
+    def _engine_for(self, model: str | None) -> CascadeEngine:
+        """The full ladder, or a one-model engine when a call pins a ladder model.
+
+        LangChain's per-call ``model=`` override means "use this model"; for a router that
+        is one rung of its ladder, run alone (its retries, timeout and price unchanged).
+        """
+        if model is None or model == self.model_name:
+            return self._engine
+        if model not in self._pinned:
+            config = self._engine.config
+            specs = [s for s in config.models if model in (s.label, s.model)]
+            if not specs:
+                labels = [s.label for s in config.models]
+                raise InvalidInputError(f"model: {model!r} is not in the ladder {labels}")
+            pinned = config.model_copy(
+                update={
+                    "models": specs[:1],
+                    "strategy": StrategySpec(name="routing"),
+                    "budget": BudgetSpec(max_cost_usd=config.budget.max_cost_usd),
+                    "profile": None,
+                }
+            )
+            self._pinned[model] = CascadeEngine(pinned)
+        return self._pinned[model]
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        result = engine.run(chat, **params)
+        return ChatResult(generations=[ChatGeneration(message=ai_message(result, with_logprobs))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        result = await engine.arun(chat, **params)
+        return ChatResult(generations=[ChatGeneration(message=ai_message(result, with_logprobs))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        for event in engine.stream(chat, **params):
+            chunk = _chunk(event, with_logprobs)
+            if run_manager is not None and isinstance(event, TextDelta):
+                run_manager.on_llm_new_token(event.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        async for event in engine.astream(chat, **params):
+            chunk = _chunk(event, with_logprobs)
+            if run_manager is not None and isinstance(event, TextDelta):
+                await run_manager.on_llm_new_token(event.text, chunk=chunk)
+            yield chunk
+
+    # -- tools and structured output ------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools in OpenAI format. ``tool_choice``: "auto", "none", "any"/"required"
+        (some tool), or a tool's name (that tool). Other keywords are bound as they are, so
+        LangChain's own ``ls_structured_output_format`` reaches its tracing untouched."""
+        formatted = to_openai_tools(tools, strict=strict)
+        choice = tool_choice_param(tool_choice, formatted)
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: StructuredMethod = "function_calling",
+        strict: bool | None = None,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers parsed into ``schema`` (pydantic class, TypedDict or JSON schema).
+
+        ``function_calling`` (default) forces a call of a tool named after the schema: every
+        tool-calling provider has it, and the cascade checks a draft's arguments against the
+        schema before accepting it. ``json_schema`` and ``json_mode`` use ``response_format``
+        for providers with native structured output.
+        """
+        if kwargs:
+            raise ValueError(f"with_structured_output: unsupported arguments {sorted(kwargs)}")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        tool = to_openai_tools([schema], strict=strict)[0]["function"]
+        trace_format = {
+            "kwargs": {"method": method, "strict": strict},
+            "schema": convert_to_json_schema(schema),
+        }
+        parser: Runnable[Any, Any]
+        if method == "function_calling":
+            llm = self.bind_tools(
+                [schema], tool_choice=tool["name"], strict=strict,
+                ls_structured_output_format=trace_format,
+            )  # fmt: skip
+            parser = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
+                if is_pydantic
+                else JsonOutputKeyToolsParser(key_name=tool["name"], first_tool_only=True)
+            )
+        elif method in ("json_schema", "json_mode"):
+            if method == "json_schema":
+                response_format: dict[str, Any] = {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": tool["name"],
+                        "description": tool.get("description", ""),
+                        "schema": tool["parameters"],
+                        **({"strict": strict} if strict is not None else {}),
+                    },
+                }
+            else:
+                response_format = {"type": "json_object"}
+            llm = self.bind(
+                response_format=response_format, ls_structured_output_format=trace_format
+            )
+            parser = (
+                PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
+                if is_pydantic
+                else JsonOutputParser()
+            )
+        else:
+            raise ValueError(
+                f"method: {method!r} is not one of 'function_calling', 'json_schema', 'json_mode'"
+            )
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks(
+            [unparsed], exception_key="parsing_error"
+        )
+
+
+def _chunk(event: Any, with_logprobs: bool) -> ChatGenerationChunk:
+    """A text delta, or the closing chunk with tool calls, usage and metadata."""
+    if isinstance(event, TextDelta):
+        return ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+    return ChatGenerationChunk(message=final_chunk(event.result, with_logprobs))
