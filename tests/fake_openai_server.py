@@ -33,8 +33,9 @@ import math
 import random
 import threading
 import time
+import zlib
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -65,6 +66,9 @@ class FakeModel:
     prompt_tokens: int = 12  # usage.prompt_tokens reported back
     chunk_delay_s: float = 0.0  # pause between streamed chunks (lets aborts save time)
     fault: str | None = None  # always inject this fault for this model (unit tests)
+    # Spread of the logprob level across prompts, fixed per prompt (a hash of its text), so
+    # the cascade sees confident and unsure answers while retries of one prompt agree.
+    logprob_jitter: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULTS
     seed: int = 0
     stall_s: float = 2.0  # how long a "timeout" stalls; set it beyond the client's timeout
+    # Echo the request's Authorization header in error bodies, as careless proxies do: the
+    # worst case for keeping keys out of exceptions and logs.
+    echo_key_in_errors: bool = False
 
 
 @dataclass
@@ -98,6 +105,15 @@ def _top_logprobs(token: str, logprob: float, n: int) -> list[dict[str, Any]]:
         alt = min(logprob, rest) - math.log(n) - 0.5 * i
         entries.append({"token": f"<alt{i}>", "logprob": alt, "bytes": None})
     return entries
+
+
+def _jittered(model: FakeModel, body: dict[str, Any]) -> FakeModel:
+    if not model.logprob_jitter:
+        return model
+    text = json.dumps(body.get("messages"), sort_keys=True)
+    unit = (zlib.crc32(text.encode()) % 10_000) / 10_000  # in [0, 1), fixed per prompt
+    level = min(-1e-3, model.logprob + model.logprob_jitter * (2 * unit - 1))
+    return replace(model, logprob=level)
 
 
 def _logprob_item(token: str, logprob: float, top: int) -> dict[str, Any]:
@@ -154,7 +170,7 @@ class FakeOpenAIServer:
         """Start listening on the current event loop (``port`` is set once this returns)."""
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=0.2)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
         assert server is not None
@@ -237,7 +253,7 @@ class FakeOpenAIServer:
         except ValueError:
             return web.json_response({"error": {"message": "fake: bad request JSON"}}, status=400)
         name = str(body.get("model", ""))
-        model = self.models.get(name, FakeModel())
+        model = _jittered(self.models.get(name, FakeModel()), body)
         stream = bool(body.get("stream"))
         fault = self._draw_fault(model, stream)
         with self._lock:
@@ -248,13 +264,17 @@ class FakeOpenAIServer:
             self.stats.authorizations.append(request.headers.get("Authorization", ""))
             if fault:
                 self.stats.faults[fault] += 1
+        echo = ""
+        if self.faults.echo_key_in_errors:
+            echo = f" (request had Authorization: {request.headers.get('Authorization', '')})"
         if fault == "http_500":
             return web.json_response(
-                {"error": {"message": "fake internal error", "type": "server_error"}}, status=500
+                {"error": {"message": "fake internal error" + echo, "type": "server_error"}},
+                status=500,
             )
         if fault == "http_429":
             return web.json_response(
-                {"error": {"message": "fake rate limit", "type": "rate_limit_exceeded"}},
+                {"error": {"message": "fake rate limit" + echo, "type": "rate_limit_exceeded"}},
                 status=429,
                 headers={"retry-after-ms": "10"},
             )
