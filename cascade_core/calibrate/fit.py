@@ -137,15 +137,25 @@ def fit_policy(
     context = BatchContext(estimator.staged(data.dataset, cost=data.estimated_cost))
     strategy = make_strategy(strategy_spec.name, **strategy_spec.parameters(0.0))
     fitted = fit_budget(strategy, context, budget_usd, true_cost=data.true_cost)
-    outcome = run_batch(fitted.strategy, context)
-    point = _point(float("nan"), outcome, data)
+    cheap = float(fitted.parameter_cheap)  # type: ignore[arg-type]
+    dear = float(fitted.parameter_expensive)  # type: ignore[arg-type]
+    gamma = float(fitted.gamma)
+    # Expected values of the mixture (a replay would draw the mixing per row, adding noise).
+    low = _point(cheap, run_batch(strategy.with_parameter(cheap), context), data)
+    high = _point(dear, run_batch(strategy.with_parameter(dear), context), data)
+
+    def mix(name: str) -> float | None:
+        if low[name] is None or high[name] is None:
+            return None
+        return gamma * high[name] + (1 - gamma) * low[name]  # type: ignore[operator]
+
     return {
-        "lambda": float(fitted.parameter_cheap),  # type: ignore[arg-type]
-        "lambda_expensive": float(fitted.parameter_expensive),  # type: ignore[arg-type]
-        "gamma": float(fitted.gamma),
-        "expected_cost_usd": point["cost_usd"],
-        "expected_quality": point["quality"],
-        "expected_escalation_rate": point["escalation_rate"],
+        "lambda": cheap,
+        "lambda_expensive": dear,
+        "gamma": gamma,
+        "expected_cost_usd": mix("cost_usd"),
+        "expected_quality": mix("quality"),
+        "expected_escalation_rate": mix("escalation_rate"),
     }
 
 
