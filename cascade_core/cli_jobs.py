@@ -12,10 +12,16 @@ from cascade_core.engine.config import RouterConfig
 from cascade_core.errors import InvalidInputError
 
 
-def _load_config(config: Path, profile: Path | None = None) -> RouterConfig:
+def _load_config(
+    config: Path, profile: Path | None = None, target_cost: float | None = None
+) -> RouterConfig:
     loaded = RouterConfig.from_file(config)
     if profile is not None:
         loaded = loaded.model_copy(update={"profile": profile})
+    if target_cost is not None:  # replaces the config's lambda: the profile's curve decides
+        data = loaded.model_dump(by_alias=True)
+        data["budget"] = {**data["budget"], "lambda": None, "target_cost_usd": target_cost}
+        loaded = RouterConfig.from_dict(data, source=str(config))
     if loaded.profile is not None:  # absolute, so Ray workers in other directories find it
         loaded = loaded.model_copy(update={"profile": Path(loaded.profile).resolve()})
     return loaded
@@ -99,6 +105,10 @@ def batch(
     profile: Annotated[
         Path | None, typer.Option(help="fitted profile (overrides the config's)")
     ] = None,
+    target_cost: Annotated[
+        float | None,
+        typer.Option(help="average USD per row; lambda from the profile (replaces the config's)"),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="requests in flight (per actor)")] = 8,
     trace: Annotated[bool, typer.Option(help="store each row's full trace in OUT")] = False,
     ray: Annotated[bool, typer.Option("--ray", help="run on Ray Data (map_batches)")] = False,
@@ -112,7 +122,7 @@ def batch(
     """Route every row of IN.jsonl through the cascade into OUT.jsonl. Resumable: rerun the
     same command after any interruption and each input row ends up exactly once in OUT."""
     try:
-        loaded = _load_config(config, profile)
+        loaded = _load_config(config, profile, target_cost)
         if ray:
             from cascade_core.jobs.ray_runner import run_batch_job_ray
 
