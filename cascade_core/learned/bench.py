@@ -149,13 +149,46 @@ def threshold_curve(calib_scores, test_scores, calib, test, budgets, name) -> Sh
     return ShareCurve(name, np.array(costs), np.array(quals), np.array(strongs))
 
 
-def _best_sigma(est, calib, calib_emb, budgets, k):
+@dataclass(frozen=True)
+class ExAnteCost:
+    """Per-model cost estimate known before a call, fitted on the fitting rows: a line in
+    the prompt's input tokens when they are logged, else the model's mean cost. The replay
+    pays the logged cost; deciding on it would leak the answer's length (output tokens)."""
+
+    intercept: np.ndarray
+    slope: np.ndarray
+
+    @classmethod
+    def fit(cls, data: ReplayDataset) -> ExAnteCost:
+        k = data.n_models
+        if data.tokens_in is None or not np.all(np.isfinite(data.tokens_in)):
+            return cls(data.mean_cost(), np.zeros(k))
+        a, b = np.zeros(k), np.zeros(k)
+        for m in range(k):
+            x, y = data.tokens_in[:, m], data.cost[:, m]
+            if np.ptp(x) > 0:
+                b[m], a[m] = np.polyfit(x, y, 1)
+            else:
+                a[m] = y.mean()
+        return cls(a, np.maximum(b, 0.0))
+
+    def __call__(self, data: ReplayDataset) -> np.ndarray:
+        if data.tokens_in is None or not np.any(self.slope):
+            return np.tile(self.intercept, (data.n_queries, 1))
+        return np.maximum(self.intercept + self.slope * data.tokens_in, 1e-12)
+
+
+def _best_sigma(est, calib, calib_emb, budgets, k, cost):
     lo, hi, floor = auc_range(calib)
     strategy = make_bench_strategy("cascade_routing", k)
     best = None
     for scale in SIGMA_SCALES:
         scaled = est.with_sigma_scale(scale)
-        staged = scaled.staged(calib) if calib_emb is None else scaled.staged(calib, calib_emb)
+        staged = (
+            scaled.staged(calib, cost=cost)
+            if calib_emb is None
+            else scaled.staged(calib, calib_emb, cost=cost)
+        )
         ctx = BatchContext(staged)
         curve = share_sweep(strategy, ctx, calib, ctx, calib, budgets, "calib")
         value = auc(curve.costs, curve.qualities, lo, hi, floor) if hi > lo else 0.0
@@ -257,17 +290,25 @@ def evaluate_learned_split(
 
     estimators: dict[str, str] = {}
     curves: dict[str, ShareCurve] = {}
+    ex_ante_cost = ExAnteCost.fit(fit)
+    calib_cost, test_cost = ex_ante_cost(calib), ex_ante_cost(test)
+    notes.append("strategies decide on ex-ante cost estimates (fit rows); they pay logged costs")
 
     def add(label, est, calib_emb, test_emb):
         spec = est.estimator.spec if hasattr(est, "estimator") else est.spec
         kind = spec.posthoc_source
         if "cascade_routing" in strategies:
-            scale, est = _best_sigma(est, calib, calib_emb, budgets, k)
+            scale, est = _best_sigma(est, calib, calib_emb, budgets, k, calib_cost)
         else:
             scale = 1.0
-        stage = (lambda d, e: est.staged(d)) if calib_emb is None else est.staged
-        calib_ctx = BatchContext(stage(calib, calib_emb))
-        test_ctx = BatchContext(stage(test, test_emb))
+
+        def stage(data, emb, cost):
+            if emb is None:
+                return est.staged(data, cost=cost)
+            return est.staged(data, emb, cost=cost)
+
+        calib_ctx = BatchContext(stage(calib, calib_emb, calib_cost))
+        test_ctx = BatchContext(stage(test, test_emb, test_cost))
         estimators[label] = f"post-hoc {kind}, sigma scale {scale:g}"
         for name in strategies:
             strategy = make_bench_strategy(name, k)

@@ -36,8 +36,11 @@ class LearnedQualityEstimator:
     def features(self, dataset: ReplayDataset, embeddings: np.ndarray) -> np.ndarray:
         return self.scorer.score(embeddings, dataset.prompts)
 
-    def staged(self, dataset: ReplayDataset, embeddings: np.ndarray) -> StagedEstimates:
-        return self.estimator.staged(dataset, embeddings=self.features(dataset, embeddings))
+    def staged(
+        self, dataset: ReplayDataset, embeddings: np.ndarray, cost: np.ndarray | None = None
+    ) -> StagedEstimates:
+        features = self.features(dataset, embeddings)
+        return self.estimator.staged(dataset, cost=cost, embeddings=features)
 
     def with_sigma_scale(self, scale: float) -> LearnedQualityEstimator:
         return LearnedQualityEstimator(self.scorer, self.estimator.with_sigma_scale(scale))
