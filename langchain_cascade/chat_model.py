@@ -27,7 +27,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cascade_core.engine import (
     BudgetSpec,
@@ -73,11 +73,13 @@ class CascadeRouterChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
     # -- the router: keyword settings (as in a config file), a RouterConfig, or an engine --
-    models: list[ModelSpec] | None = Field(
+    # Settings stay plain mappings here and are validated once, by RouterConfig, whose
+    # errors name the field and never echo a value (a misplaced key must not reach a log).
+    models: list[dict[str, Any] | ModelSpec] | None = Field(
         default=None, description="the ladder, cheapest first; as in a config file's models"
     )
-    strategy: StrategySpec | None = None
-    budget: BudgetSpec | None = None
+    strategy: dict[str, Any] | StrategySpec | None = None
+    budget: dict[str, Any] | BudgetSpec | None = None
     profile: Path | None = Field(default=None, description="fitted estimator profile (JSON)")
     prior_std: float | None = None
     early_abort: bool | None = None
@@ -108,15 +110,18 @@ class CascadeRouterChatModel(BaseChatModel):
     _engine: CascadeEngine = PrivateAttr()
     _pinned: dict[str, CascadeEngine] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _build_engine(self) -> CascadeRouterChatModel:
-        """Build the engine now, so a bad ladder fails at construction, not at first use."""
+    def __init__(self, **kwargs: Any) -> None:
+        """Build the engine now, so a bad ladder fails at construction, not at first use.
+
+        Outside pydantic validation on purpose: pydantic's errors echo the input values,
+        while the engine's name the field and the fix and never print a value.
+        """
+        super().__init__(**kwargs)
         config = self._router_config()
         if self.engine is not None and config is self.engine.config:
             self._engine = self.engine
         else:
             self._engine = CascadeEngine(config)
-        return self
 
     def _router_config(self) -> RouterConfig:
         if self.engine is not None:

@@ -27,8 +27,18 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from cascade_core.engine import CascadeResult
 from cascade_core.errors import InvalidInputError
 
-# Reasoning traces another provider returned: history, not input an OpenAI-format model takes.
-_REASONING_BLOCKS = frozenset({"thinking", "redacted_thinking", "reasoning"})
+# Blocks of an assistant turn that are not content to send back: reasoning traces another
+# provider returned, and LangChain v1 tool-call blocks (the calls go in ``tool_calls``).
+_DROPPED_BLOCKS = frozenset(
+    {
+        "thinking",
+        "redacted_thinking",
+        "reasoning",
+        "tool_call",
+        "tool_call_chunk",
+        "invalid_tool_call",
+    }
+)
 
 # LangChain's "force some tool" spellings, all meaning OpenAI's "required".
 _ANY_TOOL = frozenset({"any", "required"})
@@ -41,8 +51,8 @@ def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """OpenAI-format dicts for the engine.
 
     LangChain's own converter already maps tool calls, tool results and the Anthropic and
-    v1 content-block formats; on top of it, reasoning blocks are dropped and all-text content
-    becomes a plain string, the one content shape every LiteLLM provider accepts.
+    v1 content-block formats; on top of it, reasoning and tool-call blocks are dropped and
+    all-text content becomes a plain string, the one shape every LiteLLM provider accepts.
     """
     return [_plain(message) for message in convert_to_openai_messages(list(messages))]
 
@@ -54,7 +64,7 @@ def _plain(message: dict[str, Any]) -> dict[str, Any]:
     blocks = [
         block
         for block in content
-        if not (isinstance(block, dict) and block.get("type") in _REASONING_BLOCKS)
+        if not (isinstance(block, dict) and block.get("type") in _DROPPED_BLOCKS)
     ]
     if all(isinstance(b, dict) and b.get("type") == "text" for b in blocks):
         return {**message, "content": "\n".join(b["text"] for b in blocks)}
