@@ -58,6 +58,10 @@ def calibrate(
         Path | None,
         typer.Option(help="reuse this profile's estimators; tune lambda only (unlabelled ok)"),
     ] = None,
+    save_replay: Annotated[
+        Path | None,
+        typer.Option(help="also save the graded answers as replay JSONL (for bench/--replay)"),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
 ) -> None:
     """Run the ladder on a dev set (cached; reruns resume) or import replay logs, fit the
@@ -76,6 +80,7 @@ def calibrate(
             budget_usd=budget,
             target_quality=target_quality,
             reuse_profile=profile,
+            save_replay=save_replay,
             progress=progress,
         )
     except InvalidInputError as error:

@@ -257,3 +257,17 @@ def test_calibrate_real_local_ladder(local_ladder: RouterConfig, tmp_path: Path)
     )
     result = engine.run([{"role": "user", "content": "What is 3 + 4?"}], max_tokens=6)
     assert result.trace.models_run == ["smollm2-135m"]
+
+
+def test_saved_replay_refits_the_same_estimators_without_calls(tmp_path: Path) -> None:
+    dev = tmp_path / "dev.jsonl"
+    write_dev_set(dev, 24)
+    with FakeChatServer() as server:
+        config = RouterConfig.from_dict(server.config())
+        saved = tmp_path / "answers.jsonl"
+        run_calibration(config, tmp_path / "a.json", data=dev, save_replay=saved, progress=False)
+        calls = dict(server.calls)
+        run_calibration(config, tmp_path / "b.json", replay=saved, progress=False)
+        assert server.calls == calls
+    first, second = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert first["states"] == second["states"]

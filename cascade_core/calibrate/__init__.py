@@ -18,6 +18,7 @@ import numpy as np
 from cascade_core.calibrate.cache import ResponseCache
 from cascade_core.calibrate.collect import Collected, collect
 from cascade_core.calibrate.devset import DevRow, load_dev_set, resolve_grader
+from cascade_core.calibrate.export import save_replay_jsonl
 from cascade_core.calibrate.fit import CalibrationData, build_profile, fit_estimator
 from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel
@@ -55,6 +56,7 @@ def run_calibration(
     budget_usd: float | None = None,
     target_quality: float | None = None,
     reuse_profile: Path | None = None,
+    save_replay: Path | None = None,
     progress: bool = True,
 ) -> CalibrationReport:
     """Collect (or import) answers, fit, and write the profile atomically to ``output``."""
@@ -87,6 +89,8 @@ def run_calibration(
         assert replay is not None
         calibration = _from_replay(load_replay(replay), ladder)
         report_extra = {"rows": calibration.dataset.n_queries}
+    if save_replay is not None:
+        save_replay_jsonl(calibration.dataset, calibration.labelled, save_replay)
     if reuse_profile is not None:
         estimator, _ = load_profile(reuse_profile)
     else:
