@@ -25,7 +25,6 @@ class Reply:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "arguments"}
     logprob: float = -0.05  # the same logprob for every token: sets the post-hoc quality
     finish_reason: str | None = None
-    with_logprobs: bool = True  # False: a provider that returns none
 
     def tokens(self) -> list[str]:
         """Whitespace-preserving pieces, so joined tokens equal the content."""
@@ -35,18 +34,7 @@ class Reply:
         return [p for p in pieces if p]
 
 
-@dataclass
-class Fault:
-    """A broken reply, for fault injection: an HTTP error status, a body that is not JSON, or
-    a delay before answering (longer than the client's timeout)."""
-
-    status: int = 200
-    malformed: bool = False
-    delay_s: float = 0.0
-    reply: Reply | None = None  # what to send after a delay
-
-
-Script = Callable[[str, dict[str, Any]], "Reply | Fault"]
+Script = Callable[[str, dict[str, Any]], Reply]
 
 
 def _logprob_entry(token: str, logprob: float) -> dict[str, Any]:
@@ -81,10 +69,6 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append(body)
                 reply = server.script(body.get("model", ""), body)
-                if isinstance(reply, Fault):
-                    reply = self._fault(reply)
-                    if reply is None:
-                        return
                 if body.get("stream"):
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
@@ -97,29 +81,9 @@ class ScriptedServer:
                 else:
                     self._json(server._whole(body, reply))
 
-            def _fault(self, fault: Fault) -> Reply | None:
-                """Act out a fault; return the reply to send after it, if any."""
-                if fault.delay_s:
-                    time.sleep(fault.delay_s)
-                if fault.status != 200:
-                    # Echo the credentials back, as some real providers do in error bodies:
-                    # the engine must keep them out of traces and exceptions.
-                    echoed = self.headers.get("Authorization", "")
-                    self._json({"error": {"message": f"fake failure for {echoed}"}}, fault.status)
-                    return None
-                if fault.malformed:
-                    data = b'{"id": "chatcmpl-fake", "choices": [{'
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return None
-                return fault.reply
-
-            def _json(self, payload: dict[str, Any], status: int = 200) -> None:
+            def _json(self, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
-                self.send_response(status)
+                self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -172,7 +136,7 @@ class ScriptedServer:
             "message": message,
             "finish_reason": self._finish(reply),
         }
-        if body.get("logprobs") and reply.content and reply.with_logprobs:
+        if body.get("logprobs") and reply.content:
             choice["logprobs"] = {
                 "content": [_logprob_entry(t, reply.logprob) for t in reply.tokens()]
             }
@@ -199,7 +163,7 @@ class ScriptedServer:
         yield chunk({"role": "assistant", "content": ""})
         for token in reply.tokens():
             extra: dict[str, Any] = {"finish_reason": None}
-            if body.get("logprobs") and reply.with_logprobs:
+            if body.get("logprobs"):
                 extra["logprobs"] = {"content": [_logprob_entry(token, reply.logprob)]}
             yield chunk({"content": token}, **extra)
         for i, call in enumerate(reply.tool_calls):
