@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import (
+    BaseChatModel,
+    LangSmithParams,
+    LanguageModelInput,
+    ModelProfile,
+)
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import (
@@ -80,7 +85,11 @@ class CascadeRouterChatModel(BaseChatModel):
     )
     strategy: dict[str, Any] | StrategySpec | None = None
     budget: dict[str, Any] | BudgetSpec | None = None
-    profile: Path | None = Field(default=None, description="fitted estimator profile (JSON)")
+    estimator_profile: Path | None = Field(
+        default=None,
+        description="fitted estimator profile (JSON): a config file's `profile` (that name is "
+        "LangChain's model-capabilities field here)",
+    )
     prior_std: float | None = None
     early_abort: bool | None = None
     config: RouterConfig | None = Field(default=None, description="a whole RouterConfig")
@@ -116,12 +125,15 @@ class CascadeRouterChatModel(BaseChatModel):
         Outside pydantic validation on purpose: pydantic's errors echo the input values,
         while the engine's name the field and the fix and never print a value.
         """
+        _refuse_unknown(kwargs)
         super().__init__(**kwargs)
         config = self._router_config()
         if self.engine is not None and config is self.engine.config:
             self._engine = self.engine
         else:
             self._engine = CascadeEngine(config)
+        if self.profile is None:  # LangChain resolves it during validation, before the engine
+            self.profile = self._resolve_model_profile()
 
     def _router_config(self) -> RouterConfig:
         if self.engine is not None:
@@ -130,9 +142,11 @@ class CascadeRouterChatModel(BaseChatModel):
             config = self.config
         elif self.models:
             settings: dict[str, Any] = {"models": self.models}
-            for name in ("strategy", "budget", "profile", "prior_std", "early_abort"):
+            for name in ("strategy", "budget", "prior_std", "early_abort"):
                 if getattr(self, name) is not None:
                     settings[name] = getattr(self, name)
+            if self.estimator_profile is not None:
+                settings["profile"] = self.estimator_profile
             config = RouterConfig.from_dict(settings, source="CascadeRouterChatModel")
         else:
             raise InvalidInputError(
@@ -145,6 +159,24 @@ class CascadeRouterChatModel(BaseChatModel):
         if self.max_retries is not None:
             overrides["num_retries"] = self.max_retries
         return config.model_copy(update=overrides) if overrides else config
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """What LangChain may assume about the whole ladder: tool calling, with tool calls
+        delivered whole (not streamed), and the smallest context window of any model the
+        cascade may run. No native structured output is claimed, since a ladder may mix
+        providers, so ``create_agent`` uses tool calls for structured responses."""
+        windows = [m.context_window for m in self._engine.parts.ladder if m.context_window]
+        profile = ModelProfile(
+            text_inputs=True,
+            text_outputs=True,
+            tool_calling=True,
+            tool_choice=True,
+            tool_call_streaming=False,
+            structured_output=False,
+        )
+        if windows:
+            profile["max_input_tokens"] = min(windows)
+        return profile
 
     @classmethod
     def from_config(cls, path: str | Path, **kwargs: Any) -> CascadeRouterChatModel:
@@ -383,6 +415,24 @@ class CascadeRouterChatModel(BaseChatModel):
         unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parsed.with_fallbacks(
             [unparsed], exception_key="parsing_error"
+        )
+
+
+def _refuse_unknown(kwargs: dict[str, Any]) -> None:
+    """Refuse unknown keywords by name, before pydantic, whose errors echo values: a key
+    passed as ``api_key=...`` must not be printed in a traceback."""
+    known = set(CascadeRouterChatModel.model_fields)
+    known |= {f.alias for f in CascadeRouterChatModel.model_fields.values() if f.alias}
+    unknown = sorted(set(kwargs) - known)
+    if "api_key" in unknown:
+        raise InvalidInputError(
+            "api_key is not accepted: name the environment variable holding each model's key "
+            "in its api_key_env (keys never go in code, configs or traces)"
+        )
+    if unknown:
+        raise InvalidInputError(
+            f"unknown argument(s) {unknown}; request parameters the engine takes go in "
+            "model_kwargs, router settings in models/strategy/budget or config"
         )
 
 

@@ -120,6 +120,24 @@ def test_construction_errors_name_the_fix() -> None:
     assert "sk-secret-value" not in str(error.value)  # a misplaced key is never echoed
 
 
+def test_unknown_arguments_are_refused_by_name_and_keys_never_echoed() -> None:
+    with pytest.raises(InvalidInputError, match="api_key_env") as error:
+        CascadeRouterChatModel(models=LADDER, api_key="sk-secret-value")
+    assert "sk-secret-value" not in str(error.value)
+    with pytest.raises(InvalidInputError, match=r"\['frequency_penalty'\]"):
+        CascadeRouterChatModel(models=LADDER, frequency_penalty=0.1)
+
+
+def test_model_profile_describes_the_ladder() -> None:
+    llm = CascadeRouterChatModel(
+        models=[{**LADDER[0], "context_window": 4096}, {**LADDER[1], "context_window": 8192}]
+    )
+    assert llm.profile is not None
+    assert llm.profile["max_input_tokens"] == 4096  # every model the cascade may run fits
+    assert llm.profile["tool_calling"] and not llm.profile["tool_call_streaming"]
+    assert llm.profile["structured_output"] is False  # create_agent then uses tool calls
+
+
 def test_ls_params_report_the_cascade_router() -> None:
     llm = CascadeRouterChatModel(models=LADDER, temperature=0.2, max_tokens=7, stop=["\n"])
     assert llm._get_ls_params() == {
