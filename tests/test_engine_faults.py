@@ -57,6 +57,7 @@ KEY_ENV = "CASCADE_FAKE_PROVIDER_KEY"
 CLIENT_TIMEOUT_S = 0.3
 STALL_S = 0.8  # a "timeout" fault stalls this long: beyond the client timeout
 COST_CAP_USD = 0.0015
+DEBUG_REQUESTS = 100  # per phase; see _debug_then_info
 LABELS = ("fake-small", "fake-nolp", "fake-large")
 LOGGERS = (
     "",
@@ -186,6 +187,16 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
         logger.removeHandler(caplog.handler)
 
 
+def _debug_then_info(requests: list[Any]) -> Iterator[list[Any]]:
+    """The first ``DEBUG_REQUESTS`` of a phase run with every logger at DEBUG (where LiteLLM
+    prints request details), the rest at INFO: DEBUG formatting doubles LiteLLM's CPU time,
+    and a leak would show in any request, so a sample at DEBUG keeps the suite fast."""
+    yield requests[:DEBUG_REQUESTS]
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    yield requests[DEBUG_REQUESTS:]
+
+
 def _request(i: int, rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """A varied request: prompt length (so the cap shrinks or skips), max_tokens, tools."""
     words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 70)))
@@ -273,8 +284,13 @@ def test_sync_runs_from_threads_survive_random_faults(
     requests = [_request(i, rng) for i in range(300)]
     before = Counter(fake.stats.faults)
     tally = Tally()
+
+    def one(messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
+        _classify(tally, lambda: engine.run(messages, **params))
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda req: _classify(tally, lambda: engine.run(req[0], **req[1])), requests))
+        for chunk in _debug_then_info(requests):
+            list(pool.map(lambda req: one(*req), chunk))
     _assert_clean(tally, 300, fake, before, FAULTS, debug_logs, capfd)
     assert tally.cap_skips > 0  # the cap was tight enough to matter
 
@@ -299,7 +315,8 @@ async def test_async_runs_without_retries_survive_random_faults(
                 return
             _classify(tally, lambda: result)
 
-    await asyncio.gather(*(one(m, p) for m, p in requests))
+    for chunk in _debug_then_info(requests):
+        await asyncio.gather(*(one(m, p) for m, p in chunk))
     _assert_clean(tally, 400, fake, before, FAULTS, debug_logs, capfd)
     failed_runs = sum(t.count('"status": "failed"') for t in tally.texts)
     assert failed_runs > 0  # failures were absorbed by the strategy, not raised
@@ -313,15 +330,13 @@ def test_sync_streams_from_threads_survive_random_faults(
     requests = [_request(i, rng) for i in range(150)]
     before = Counter(fake.stats.faults)
     tally = Tally()
+
+    def one(messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
+        _classify(tally, lambda: _collect_stream(list(engine.stream(messages, **params))))
+
     with ThreadPoolExecutor(8) as pool:
-        list(
-            pool.map(
-                lambda req: _classify(
-                    tally, lambda: _collect_stream(list(engine.stream(req[0], **req[1])))
-                ),
-                requests,
-            )
-        )
+        for chunk in _debug_then_info(requests):
+            list(pool.map(lambda req: one(*req), chunk))
     _assert_clean(tally, 150, fake, before, FAULTS, debug_logs, capfd)
 
 
@@ -344,7 +359,8 @@ async def test_async_streams_survive_random_faults(
                 return
             _classify(tally, lambda: _collect_stream(events))
 
-    await asyncio.gather(*(one(m, p) for m, p in requests))
+    for chunk in _debug_then_info(requests):
+        await asyncio.gather(*(one(m, p) for m, p in chunk))
     _assert_clean(tally, 200, fake, before, FAULTS + STREAM_ONLY_FAULTS, debug_logs, capfd)
 
 
