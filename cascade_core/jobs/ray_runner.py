@@ -113,12 +113,4 @@ def run_batch_job_ray(
                         record_progress(bar, record)
         finally:
             bar.close()
-        return BatchSummary(
-            total=total,
-            skipped=skipped,
-            written=bar.items,
-            errors=bar.errors,
-            cost_usd=bar.cost_usd,
-            escalation_rate=bar.escalation_rate,
-            truncated_bytes=journal.truncated_bytes,
-        )
+        return BatchSummary.of(bar, journal, total=total, skipped=skipped)

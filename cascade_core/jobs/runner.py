@@ -138,6 +138,19 @@ class BatchSummary:
     escalation_rate: float
     truncated_bytes: int
 
+    @classmethod
+    def of(cls, bar: CostProgress, journal: Journal, total: int, skipped: int) -> BatchSummary:
+        """The summary of a finished (or interrupted) run, from its progress and journal."""
+        return cls(
+            total=total,
+            skipped=skipped,
+            written=bar.items,
+            errors=bar.errors,
+            cost_usd=bar.cost_usd,
+            escalation_rate=bar.escalation_rate,
+            truncated_bytes=journal.truncated_bytes,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
@@ -161,15 +174,7 @@ def run_batch_job(
             asyncio.run(_run_local(engine, pending, journal, bar, concurrency, with_trace))
         finally:
             bar.close()
-        return BatchSummary(
-            total=total,
-            skipped=skipped,
-            written=bar.items,
-            errors=bar.errors,
-            cost_usd=bar.cost_usd,
-            escalation_rate=bar.escalation_rate,
-            truncated_bytes=journal.truncated_bytes,
-        )
+        return BatchSummary.of(bar, journal, total=total, skipped=skipped)
 
 
 async def _run_local(

