@@ -60,6 +60,24 @@ def test_exact_cascade_routing_equals_brute_force(seed, n_models):
     assert set(decision.plan) >= ran
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_search_equals_brute_force_on_eleven_model_ladders(seed):
+    """Ladders as large as the latency benchmark's, with prices spanning 1e-4..10 quality
+    points, where winners of three or more models exercise the deep levels of the search."""
+    rng = np.random.default_rng(seed)
+    n_models = 11
+    quality = rng.uniform(0.2, 0.95, n_models)
+    cost = np.exp(rng.uniform(np.log(1e-6), np.log(1e-3), n_models))
+    covariance = random_covariance(rng, n_models, 0.1) + np.diag(np.full(n_models, 0.005))
+    lam = float(np.exp(rng.uniform(np.log(1e2), np.log(1e4))))
+    estimates = QueryEstimates.create(quality, cost, covariance=covariance)
+    ran = frozenset(int(i) for i in rng.choice(n_models, size=seed % 3, replace=False))
+    decision = CascadeRouting(lam=lam).decide(estimates, ran)
+    assert decision.objective == pytest.approx(
+        brute_force_best(estimates, lam, ran, n_models), abs=1e-9
+    )
+
+
 @given(seed=st.integers(0, 100_000), n_models=st.integers(1, 8), depth=st.integers(1, 4))
 @settings(max_examples=80, deadline=None)
 def test_max_depth_equals_brute_force_up_to_that_size(seed, n_models, depth):

@@ -8,6 +8,7 @@ any superset of M does not either, so no supermodel containing M + m needs to be
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -44,128 +45,201 @@ def best_supermodel(
     lam: float,
     ran: frozenset[int],
     max_size: int,
-    prune: bool = True,
 ) -> SearchResult:
-    """Level-wise search over supermodels of ``ran`` with at most ``max_size`` models.
+    """The best supermodel of ``ran`` with at most ``max_size`` models, found exactly.
 
-    ``samples`` has shape (S, k): joint samples of the true qualities. Each level adds one model
-    with an index above the last one added, so every set is generated once; the frontier keeps,
-    per set, its per-sample maximum so a child costs one ``np.maximum``. Two exact prunings
-    (both from submodularity) keep the frontier small:
+    ``samples`` has shape (S, k): joint samples of the true qualities. Sets of one and of two
+    added models are scored in one vectorized pass each; larger sets grow level by level from
+    the pairs, each adding a model with an index above its last one, so every set is generated
+    once. Two exact prunings, both from submodularity, keep the frontier small:
 
-    * a model whose gain over a set's parent did not pay for itself is never added to the set;
-    * a set is not expanded when even the sum of its remaining positive gains cannot lift it
-      above the best objective found so far (branch and bound).
+    * a model whose gain over a set does not pay for its price is never added to a superset
+      of that set (and models that do not pay next to ``ran`` alone are dropped at once);
+    * a set is not expanded when even the sum of its remaining positive gain caps cannot lift
+      it above the best objective found so far (branch and bound).
+
+    Per-array-operation overhead dominates at ladder sizes of ten or so, which is why the
+    first two levels are special-cased: a typical 11-model decision is a few dozen operations.
     """
-    n_models = samples.shape[1]
-    ran_mask = np.zeros(n_models, dtype=bool)
-    ran_mask[list(ran)] = True
-    ran_idx = np.flatnonzero(ran_mask)
-    free = np.flatnonzero(~ran_mask)
-    free_samples = np.ascontiguousarray(samples[:, free].T)  # (F, S)
+    n_samples, n_models = samples.shape
+    ran_idx = sorted(ran)
+    free = _free_models(ran, n_models)
+    average = _average(n_samples)
+    base_price = lam * sum(float(cost[m]) for m in ran_idx)
+    base_max = samples[:, ran_idx].max(axis=1) if ran_idx else None
+    base_objective = -np.inf if base_max is None else float(base_max @ average) - base_price
+    best = _Best(tuple(ran_idx), base_objective, base_price)
+    depth = min(max_size, n_models) - len(ran_idx)
+    if depth < 1 or not len(free):
+        return best.result(1 if ran_idx else 0)
+
+    free_samples = samples.T[free]  # (F, S)
+    single_max = free_samples if base_max is None else np.maximum(free_samples, base_max)
     free_price = lam * cost[free]
-    average = np.full(samples.shape[0], 1.0 / samples.shape[0])
-    if len(ran_idx):
-        frontier_max = samples[:, ran_idx].max(axis=1)[None, :]
-        value = float(frontier_max[0] @ average)
-        price = lam * float(cost[ran_idx].sum())
-        best = SearchResult(tuple(int(i) for i in ran_idx), value, value - price, 1)
-    else:
-        frontier_max = np.full((1, samples.shape[0]), -np.inf)
-        price = 0.0
-        best = SearchResult((), -np.inf, -np.inf, 0)
-    frontier_objective = np.array([best.objective])
-    frontier_price = np.array([price])
-    frontier_allowed = np.ones((1, len(free)), dtype=bool)
-    later = np.arange(len(free))
-    # Per level: each frontier set's parent row and added position, to rebuild the winner.
-    lineage: list[tuple[np.ndarray, np.ndarray]] = []
-    winner: tuple[int, int] | None = None
-    expanded = best.expanded
-    best_value, best_objective = best.value, best.objective
-    # pair_gain[x, m]: objective gain of adding m to ran + {x}; by submodularity it caps the
-    # gain of adding m to any set that contains x. Filled once pairs are evaluated.
-    pair_gain = np.full((len(free), len(free)), np.inf)
-    single_value = np.zeros(len(free))
-    n_levels = min(max_size, n_models) - len(ran_idx)
-    for level in range(n_levels):
-        parents, positions = np.nonzero(frontier_allowed)
-        if parents.size == 0:
-            break
-        if expanded + parents.size > MAX_SUPERMODELS:
-            raise SearchTooLargeError(
-                f"exact cascade routing would evaluate more than {MAX_SUPERMODELS:,} supermodels "
-                f"of {n_models} models at lambda={lam:.4g}; set max_depth (e.g. 3) or use the "
-                "greedy variant for ladders this large"
-            )
-        child_max = np.maximum(frontier_max[parents], free_samples[positions])
-        child_value = child_max @ average
-        child_price = frontier_price[parents] + free_price[positions]
-        child_objective = child_value - child_price
-        expanded += parents.size
-        lineage.append((parents, positions))
-        top = int(np.argmax(child_objective))
-        if child_objective[top] > best_objective + TIE_TOLERANCE:
-            best_value, best_objective = float(child_value[top]), float(child_objective[top])
-            winner = (len(lineage) - 1, top)
-        remaining = n_levels - level - 1  # models a child may still add
-        if remaining == 0:
-            break
-        if prune:
-            gain = child_objective - frontier_objective[parents]  # value gain minus its price
-            paid = gain >= 0
-        else:
-            gain = np.full(parents.size, np.inf)
-            paid = np.ones(parents.size, dtype=bool)
-        gain_by_parent = np.full(frontier_allowed.shape, -1.0)
-        gain_by_parent[parents, positions] = gain
-        if level == 0:
-            single_value[positions] = child_value
-        elif level == 1 and prune:
-            first = lineage[0][1][lineage[1][0][parents]]  # the model each pair started from
-            pair_gain[first, positions] = gain
-            pair_gain[positions, first] = child_value - single_value[positions] - free_price[first]
-        keep = np.flatnonzero(paid)
-        inherited = np.minimum(gain_by_parent[parents[keep]], pair_gain[positions[keep]])
-        allowed = (inherited >= 0) & (later > positions[keep, None])
-        if prune:
-            # A superset can gain at most the positive gains its additions had one level up,
-            # and only the best one of them when a single model may still be added.
-            caps = np.where(allowed, inherited, 0.0)
-            upside = caps.max(axis=1, initial=0.0) if remaining == 1 else caps.sum(axis=1)
-            bound = child_objective[keep] + upside
-            promising = bound > best_objective
-            keep, allowed = keep[promising], allowed[promising]
-        frontier_allowed = allowed
-        frontier_max = child_max[keep]
-        frontier_objective = child_objective[keep]
-        frontier_price = child_price[keep]
-        lineage.append((keep, np.empty(0, dtype=np.intp)))
-    members = list(ran_idx)
-    if winner is not None:
-        members += [int(free[p]) for p in _rebuild(lineage, *winner)]
-    return SearchResult(
-        tuple(sorted(int(m) for m in members)), best_value, best_objective, expanded
+    single_objective = single_max @ average - free_price - base_price
+    expanded = (1 if ran_idx else 0) + len(free)
+    best.offer(single_objective, base_price + free_price, lambda i: (free[i],))
+    if base_max is not None:
+        paying = np.flatnonzero(single_objective >= base_objective)
+        if len(paying) < len(free):
+            free, free_samples, single_max = free[paying], free_samples[paying], single_max[paying]
+            free_price, single_objective = free_price[paying], single_objective[paying]
+    n_free = len(free)
+    if depth < 2 or n_free < 2:
+        return best.result(expanded)
+
+    first, second = _pairs(n_free)
+    _check_size(expanded + len(first), n_models, lam)
+    expanded += len(first)
+    pair_max = np.maximum(single_max[first], free_samples[second])
+    pair_price = free_price[first] + free_price[second] + base_price
+    pair_objective = pair_max @ average - pair_price
+    best.offer(pair_objective, pair_price, lambda p: (free[first[p]], free[second[p]]))
+    if depth < 3 or n_free < 3:
+        return best.result(expanded)
+    # gain[i, j]: the objective gain of adding j to ran + {i}. It caps the gain of adding j to
+    # any set containing i, so two models can share an optimal set only if both gains are >= 0.
+    gain = np.full((n_free, n_free), -np.inf)
+    gain[first, second] = pair_objective - single_objective[first]
+    gain[second, first] = pair_objective - single_objective[second]
+    gain[np.minimum(gain, gain.T) < 0] = -np.inf
+    # The frontier is the last level's sets; ``rows`` are those that may still grow, each with
+    # a cap per free model on the gain of adding it (-inf where it may not be added).
+    lineage = [(first, second)]
+    frontier_max, frontier_objective, frontier_price = pair_max, pair_objective, pair_price
+    rows = np.flatnonzero(gain[first, second] > -np.inf)
+    caps = _growth_caps(
+        np.minimum(gain[first[rows]], gain[second[rows]]),
+        second[rows],
+        pair_objective[rows],
+        best.objective,
+        depth - 2,
     )
+    for level in range(3, depth + 1):
+        grown, positions = np.nonzero(caps >= 0)
+        if not grown.size:
+            break
+        _check_size(expanded + grown.size, n_models, lam)
+        expanded += grown.size
+        parents = rows[grown]
+        lineage.append((parents, positions))
+        child_max = np.maximum(frontier_max[parents], free_samples[positions])
+        child_price = frontier_price[parents] + free_price[positions]
+        child_objective = child_max @ average - child_price
+        best.offer(
+            child_objective,
+            child_price,
+            lambda c, lineage=tuple(lineage): free[_rebuild(lineage, c)],
+        )
+        if level == depth:
+            break
+        child_gain = child_objective - frontier_objective[parents]
+        # The gain of adding m to a set caps it for every superset, so for the set's children.
+        sibling_gain = np.full(caps.shape, -np.inf)
+        sibling_gain[grown, positions] = child_gain
+        rows = np.flatnonzero(child_gain >= 0)
+        caps = _growth_caps(
+            np.minimum(sibling_gain[grown[rows]], gain[positions[rows]]),
+            positions[rows],
+            child_objective[rows],
+            best.objective,
+            depth - level,
+        )
+        frontier_max, frontier_objective, frontier_price = child_max, child_objective, child_price
+    return best.result(expanded)
 
 
-def _rebuild(lineage, level: int, row: int) -> list[int]:
-    """Follow parent pointers from a child back to the root; return the added positions.
+def _growth_caps(
+    caps: FloatArray, added: np.ndarray, objective: FloatArray, best_objective: float, more: int
+) -> FloatArray:
+    """Which models each growing set may add, as gain caps (-inf: may not add).
 
-    ``lineage`` alternates (parents, positions) of the children of a level with
-    (kept rows, unused) that map the next level's parent rows back to those children.
+    A set only adds models above the one it added last (so each set is generated once), and
+    only if its capped upside, at most ``more`` models, can still beat the best objective
+    found (branch and bound).
+    """
+    caps = np.where(_later(caps.shape[1])[added], caps, -np.inf)
+    positive = np.maximum(caps, 0.0)
+    upside = positive.max(axis=1) if more == 1 else positive.sum(axis=1)
+    caps[objective + upside <= best_objective] = -np.inf
+    return caps
+
+
+def _rebuild(lineage: Sequence[tuple[np.ndarray, np.ndarray]], row: int) -> list[int]:
+    """The free-model positions of one set of the last level, from its parent pointers.
+
+    ``lineage[0]`` holds the pairs (first, second); each later level (parents, positions).
     """
     added = []
-    while level >= 0:
-        parents, positions = lineage[level]
+    for parents, positions in reversed(lineage[1:]):
         added.append(int(positions[row]))
-        parent = int(parents[row])
-        if level == 0:
-            break
-        kept_rows, _ = lineage[level - 1]
-        row = int(kept_rows[parent])
-        level -= 2
-    return added
+        row = int(parents[row])
+    first, second = lineage[0]
+    return [int(first[row]), int(second[row]), *reversed(added)]
+
+
+class _Best:
+    """The best supermodel so far. A later one must win by more than the tie tolerance, so ties
+    go to the smaller (earlier generated) set and no model runs because of rounding."""
+
+    def __init__(self, members: tuple[int, ...], objective: float, price: float) -> None:
+        self.base = members
+        self.members = members
+        self.objective = objective
+        self.price = price
+
+    def offer(
+        self, objectives: FloatArray, prices: FloatArray, added: Callable[[int], Iterable[int]]
+    ) -> None:
+        top = int(objectives.argmax())
+        objective = objectives.item(top)
+        if objective > self.objective + TIE_TOLERANCE:
+            self.objective = objective
+            self.price = prices.item(top)
+            self.members = tuple(sorted((*self.base, *(int(m) for m in added(top)))))
+
+    def result(self, expanded: int) -> SearchResult:
+        value = self.objective + self.price if self.members else -np.inf
+        return SearchResult(self.members, value, self.objective, expanded)
+
+
+def _check_size(count: int, n_models: int, lam: float) -> None:
+    if count > MAX_SUPERMODELS:
+        raise SearchTooLargeError(
+            f"exact cascade routing would evaluate more than {MAX_SUPERMODELS:,} supermodels "
+            f"of {n_models} models at lambda={lam:.4g}; set max_depth (e.g. 3) or use the "
+            "greedy variant for ladders this large"
+        )
+
+
+# Index helpers, cached: building them per decision would cost more than the search itself.
+
+
+@lru_cache(maxsize=256)
+def _free_models(ran: frozenset[int], n_models: int) -> np.ndarray:
+    return _frozen(np.array([m for m in range(n_models) if m not in ran], dtype=np.intp))
+
+
+@lru_cache(maxsize=16)
+def _average(n_samples: int) -> FloatArray:
+    return _frozen(np.full(n_samples, 1.0 / n_samples))
+
+
+@lru_cache(maxsize=256)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    first, second = np.triu_indices(n, 1)
+    return _frozen(first), _frozen(second)
+
+
+@lru_cache(maxsize=256)
+def _later(n: int) -> np.ndarray:
+    """``_later(n)[j, m]``: model m comes after model j."""
+    return _frozen(np.triu(np.ones((n, n), dtype=bool), 1))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 @lru_cache(maxsize=4096)
