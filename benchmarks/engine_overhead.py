@@ -5,8 +5,12 @@ reply with logprobs) runs in its own process so it does not share the client's G
 sides send the same 500 requests at concurrency 50: raw ``litellm.acompletion`` with the same
 arguments the engine sends (logprobs included), and ``CascadeEngine.arun`` on a one-model
 ladder, so each request is one HTTP call either way and the difference is the engine's own
-work (validation, token counting, the decision, the trace). Both are measured in one run,
-alternating order to share warm-up fairly.
+work (validation, token counting, the decision, the trace). Both are measured in one run:
+after a warm-up of each, ``--rounds`` rounds of 500 requests per side in ABBA order (raw,
+engine, engine, raw, ...) so that drift on a shared machine falls on both sides alike; the
+event loop is drained of LiteLLM's background logging tasks and garbage is collected between
+phases, so no phase pays for the one before. Throughput is the median over rounds; the
+client's CPU time per request is reported too, being far less sensitive to a noisy machine.
 
     python benchmarks/engine_overhead.py --json
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -52,7 +57,20 @@ class _Discard(list):
         pass
 
 
-async def measure(call) -> tuple[float, list[float]]:
+async def settle() -> None:
+    """Let LiteLLM's fire-and-forget logging tasks finish, then collect garbage."""
+    current = asyncio.current_task()
+    for _ in range(200):
+        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not pending:
+            break
+        await asyncio.sleep(0.01)
+    gc.collect()
+
+
+async def measure(call) -> tuple[float, list[float], float]:
+    """Requests per second, per-request latencies (ms), client CPU ms per request."""
+    await settle()
     limit = asyncio.Semaphore(CONCURRENCY)
     latencies: list[float] = []
 
@@ -62,12 +80,13 @@ async def measure(call) -> tuple[float, list[float]]:
             await call()
             latencies.append((time.perf_counter() - started) * 1000)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(REQUESTS)))
-    return REQUESTS / (time.perf_counter() - started), latencies
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return REQUESTS / elapsed, latencies, cpu * 1000 / REQUESTS
 
 
-async def run(api_base: str) -> dict:
+async def run(api_base: str, rounds: int) -> dict:
     engine = CascadeEngine(
         models=[
             {
@@ -90,31 +109,43 @@ async def run(api_base: str) -> dict:
 
     await measure(raw)  # warm both paths (connection pools, imports)
     await measure(routed)
-    raw_rps, raw_latency = await measure(raw)
-    engine_rps, engine_latency = await measure(routed)
-    raw_rps_2, raw_latency_2 = await measure(raw)
-    engine_rps_2, engine_latency_2 = await measure(routed)
-    raw_rps, engine_rps = (raw_rps + raw_rps_2) / 2, (engine_rps + engine_rps_2) / 2
-    added = np.median(engine_latency + engine_latency_2) - np.median(raw_latency + raw_latency_2)
+    sides = {"raw": raw, "engine": routed}
+    rps: dict[str, list[float]] = {"raw": [], "engine": []}
+    latency: dict[str, list[float]] = {"raw": [], "engine": []}
+    cpu: dict[str, list[float]] = {"raw": [], "engine": []}
+    for round_ in range(rounds):
+        order = ("raw", "engine") if round_ % 2 == 0 else ("engine", "raw")
+        for side in order:
+            side_rps, side_latency, side_cpu = await measure(sides[side])
+            rps[side].append(side_rps)
+            latency[side].extend(side_latency)
+            cpu[side].append(side_cpu)
+    raw_rps, engine_rps = float(np.median(rps["raw"])), float(np.median(rps["engine"]))
+    added = np.median(latency["engine"]) - np.median(latency["raw"])
     return {
         "requests": REQUESTS,
         "concurrency": CONCURRENCY,
+        "rounds": rounds,
         "raw_rps": round(raw_rps, 1),
         "engine_rps": round(engine_rps, 1),
         "ratio": round(engine_rps / raw_rps, 3),
         "added_p50_ms": round(float(added), 2),
+        "raw_cpu_ms_per_request": round(float(np.median(cpu["raw"])), 2),
+        "engine_cpu_ms_per_request": round(float(np.median(cpu["engine"])), 2),
+        "rps_by_round": {side: [round(v, 1) for v in values] for side, values in rps.items()},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of 500 requests per side")
     args = parser.parse_args()
     queue: multiprocessing.Queue = multiprocessing.Queue()
     server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
     server.start()
     try:
-        report = asyncio.run(run(queue.get(timeout=30)))
+        report = asyncio.run(run(queue.get(timeout=30), args.rounds))
     finally:
         server.terminate()
     if args.json:
