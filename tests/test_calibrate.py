@@ -271,3 +271,32 @@ def test_saved_replay_refits_the_same_estimators_without_calls(tmp_path: Path) -
         assert server.calls == calls
     first, second = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
     assert first["states"] == second["states"]
+
+
+def test_bench_evaluates_a_calibrated_profile_on_its_saved_answers(tmp_path: Path) -> None:
+    """`bench --profile`: the profile's estimators, not refitted ones, score held-out logs."""
+    from typer.testing import CliRunner
+
+    from cascade_core.cli import app
+
+    dev = tmp_path / "dev.jsonl"
+    write_dev_set(dev, 48)
+    answers, profile = tmp_path / "answers.jsonl", tmp_path / "profile.json"
+    with FakeChatServer() as server:
+        config = RouterConfig.from_dict(server.config())
+        run_calibration(config, profile, data=dev, save_replay=answers, progress=False)
+    args = ["bench", str(answers), "--profile", str(profile), "--json", "--bootstrap", "50"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (dataset,) = json.loads(result.stdout)["datasets"]
+    assert dataset["estimator"] == "fitted profile" and dataset["n_train_fit"] == 0
+    metrics = dataset["strategies"]
+    # The small model's logprobs tell when it fails, which only the post-hoc strategies use.
+    assert metrics["cascade_routing"]["auc"] > metrics["routing"]["auc"] + 5
+
+    other = json.loads(profile.read_text())
+    other["features"]["model_names"] = ["a", "b"]
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(other))
+    refused = CliRunner().invoke(app, [*args[:3], str(wrong)])
+    assert refused.exit_code == 2 and "--profile: fitted for models ['a', 'b']" in refused.output

@@ -38,6 +38,10 @@ def bench(
     budgets: Annotated[int, typer.Option(help="number of budgets (>= 20)")] = 20,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CI")] = 1000,
     seed: Annotated[int, typer.Option(help="seed of the splits, noise and bootstrap")] = 0,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="evaluate this fitted profile (calibrate -o) instead of fitting"),
+    ] = None,
     learned: Annotated[
         list[str] | None,
         typer.Option(help="learned ex-ante routers: sw,mf (docs/routellm.md)"),
@@ -77,8 +81,9 @@ def bench(
             n_budgets=budgets,
             n_boot=bootstrap,
             seed=seed,
+            profile=profile,
         )
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, FileNotFoundError, KeyError) as error:  # InvalidInputError too
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     for note in notes:
@@ -94,6 +99,7 @@ def bench(
         "budgets": budgets,
         "bootstrap": bootstrap,
         "seed": seed,
+        "profile": None if profile is None else str(profile),
     }
     if as_json:
         typer.echo(json.dumps(to_json(results, seconds, settings)))

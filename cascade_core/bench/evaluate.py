@@ -15,6 +15,9 @@ Per split (one task, or pooled):
 
 Estimators: logistic per (model, state) when the data logs a quality signal (logprobs or a
 confidence) and no noise level is forced, else the paper's noisy ground truth (`--noise`).
+With a fitted profile (`bench --profile`, from `cascade-router calibrate`) nothing is fitted
+but the budgets: the profile's estimators, exactly as the live engine uses them, score the
+whole training split (for the budget parameters) and the test split.
 """
 
 from __future__ import annotations
@@ -166,6 +169,27 @@ def _staged_pair(
     )
 
 
+def _profile_pair(
+    split: BenchSplit, profile: LogisticQualityEstimator
+) -> tuple[ReplayDataset, ReplayDataset]:
+    """Train and test in the profile's model order, after checking the profile fits them."""
+    names = list(profile.spec.model_names)
+    if set(names) != set(split.test.model_names):
+        raise ValueError(
+            f"--profile: fitted for models {names}, but {split.name} logs "
+            f"{list(split.test.model_names)}; pass --models to select the profile's models or "
+            "calibrate a profile for these"
+        )
+    logged = spec_for_dataset(split.test).posthoc_source
+    if profile.spec.posthoc_source not in ("none", logged):
+        raise ValueError(
+            f"--profile: fitted on {profile.spec.posthoc_source!r} signals, but {split.name} "
+            f"logs {logged!r}; evaluate it on logs with the same signals (calibrate "
+            "--save-replay writes them)"
+        )
+    return split.train.select_models(names), split.test.select_models(names)
+
+
 def _choose_sigma_scale(
     estimator: LogisticQualityEstimator,
     calib: ReplayDataset,
@@ -195,14 +219,23 @@ def evaluate_split(
     n_budgets: int = DEFAULT_BUDGETS,
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    profile: LogisticQualityEstimator | None = None,
 ) -> SplitResult:
-    """Fit on ``split.train`` and score every strategy on ``split.test``."""
-    fit, calib = split.train.split(0.5, seed=seed)
-    test = split.test
+    """Fit on ``split.train`` (or take ``profile``'s estimators) and score every strategy on
+    ``split.test``."""
+    notes: list[str] = []
+    if profile is not None:
+        calib, test = _profile_pair(split, profile)
+        fit = calib.subset(np.arange(0))
+        staged_calib, staged_test = profile.staged(calib), profile.staged(test)
+        kind, estimator = "fitted profile", None
+        notes.append("estimators from the profile; budgets fitted on the whole train split")
+    else:
+        fit, calib = split.train.split(0.5, seed=seed)
+        test = split.test
+        staged_calib, staged_test, kind, estimator = _staged_pair(split, fit, calib, noise, seed)
     k = test.n_models
     budgets = [float(b) for b in budget_grid(calib.cost, n_budgets)]
-    staged_calib, staged_test, kind, estimator = _staged_pair(split, fit, calib, noise, seed)
-    notes: list[str] = []
     if estimator is not None and "cascade_routing" in strategies:
         scale, estimator = _choose_sigma_scale(estimator, calib, budgets, k)
         staged_calib, staged_test = estimator.staged(calib), estimator.staged(test)

@@ -17,6 +17,7 @@ from cascade_core.bench.evaluate import (
     SplitResult,
     evaluate_split,
 )
+from cascade_core.estimators import load_profile
 
 
 def run_bench(
@@ -29,8 +30,12 @@ def run_bench(
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     workers: int | None = None,
+    profile: str | Path | None = None,
 ) -> tuple[list[SplitResult], float, list[str]]:
     """Evaluate every split of ``path``; returns (results, seconds, loader notes).
+
+    ``profile``: a fitted estimator profile (`cascade-router calibrate`) to evaluate instead
+    of fitting estimators on the training split.
 
     Splits are independent, so they run in worker processes (one per core by default);
     ``workers=1`` keeps everything in this process.
@@ -48,6 +53,7 @@ def run_bench(
         "n_budgets": n_budgets,
         "n_boot": n_boot,
         "seed": seed,
+        "profile": None if profile is None else load_profile(profile)[0],
     }
     workers = workers or min(len(data.splits), os.cpu_count() or 1)
     if workers <= 1:
