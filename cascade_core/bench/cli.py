@@ -60,6 +60,12 @@ def bench(
         raise typer.BadParameter(f"choose one of {', '.join(NOISE_CHOICES)}", param_hint="--noise")
     chosen = _split_list(strategies) or list(STRATEGY_NAMES)
     if learned is not None or _is_routellm(path):
+        if plot is not None or profile is not None or noise is not None or strategies:
+            raise typer.BadParameter(
+                "--plot, --profile, --noise and --strategies apply to the plain bench only, "
+                "not to the "
+                "learned-router evaluation (--learned, or a RouteLLM evaluation folder)"
+            )
         _bench_learned(
             path,
             _split_list(learned) or [],
