@@ -203,10 +203,9 @@ def test_calibrate_from_replay_logs(tmp_path: Path) -> None:
 
 
 def test_profile_through_langchain_adapter(tmp_path: Path) -> None:
-    adapter = pytest.importorskip("langchain_cascade")
-    model_class = getattr(adapter, "CascadeRouterChatModel", None)
-    if model_class is None:
-        pytest.skip("langchain_cascade.CascadeRouterChatModel not available yet")
+    model_class = pytest.importorskip(
+        "langchain_cascade", reason="needs the langchain extra"
+    ).CascadeRouterChatModel
     dev = tmp_path / "dev.jsonl"
     write_dev_set(dev, 24)
     with FakeChatServer() as server:
