@@ -19,8 +19,8 @@ FloatArray = np.ndarray
 
 def as_model_set(models: Iterable[int] | np.ndarray | None, n_models: int) -> frozenset[int]:
     """Normalise a collection of model indices (or a boolean mask) to a frozenset."""
-    if models is None:
-        return frozenset()
+    if models is None or (isinstance(models, (tuple, list, set, frozenset)) and not models):
+        return frozenset()  # the first decision of every request: skip the array round trip
     if isinstance(models, (set, frozenset)):
         models = sorted(models)
     array = np.asarray(models, dtype=None if len(models) else np.intp)
