@@ -63,8 +63,7 @@ def bench(
         if plot is not None or profile is not None or noise is not None or strategies:
             raise typer.BadParameter(
                 "--plot, --profile, --noise and --strategies apply to the plain bench only, "
-                "not to the "
-                "learned-router evaluation (--learned, or a RouteLLM evaluation folder)"
+                "not to the learned-router evaluation (--learned, or a RouteLLM folder)"
             )
         _bench_learned(
             path,
@@ -89,7 +88,7 @@ def bench(
             seed=seed,
             profile=profile,
         )
-    except (ValueError, FileNotFoundError, KeyError) as error:  # InvalidInputError too
+    except (ValueError, FileNotFoundError, KeyError) as error:  # InvalidInputError is one
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     for note in notes:

@@ -226,13 +226,13 @@ def evaluate_split(
     notes: list[str] = []
     if profile is not None:
         calib, test = _profile_pair(split, profile)
-        fit = calib.subset(np.arange(0))
+        n_fit = 0  # nothing is fitted but the budgets
         staged_calib, staged_test = profile.staged(calib), profile.staged(test)
         kind, estimator = "fitted profile", None
         notes.append("estimators from the profile; budgets fitted on the whole train split")
     else:
         fit, calib = split.train.split(0.5, seed=seed)
-        test = split.test
+        test, n_fit = split.test, fit.n_queries
         staged_calib, staged_test, kind, estimator = _staged_pair(split, fit, calib, noise, seed)
     k = test.n_models
     budgets = [float(b) for b in budget_grid(calib.cost, n_budgets)]
@@ -251,7 +251,7 @@ def evaluate_split(
     costs, quals = single_model_points(test)
     return SplitResult(
         name=split.name,
-        n_train_fit=fit.n_queries,
+        n_train_fit=n_fit,
         n_calibration=calib.n_queries,
         n_test=test.n_queries,
         estimator=kind,
