@@ -13,9 +13,10 @@ from cascade_core.engine import CascadeEngine, RouterConfig
 
 DEFAULT_CONFIG = Path("examples/local-ladder.yaml")
 MAX_TOKENS = 24
-# Gemma-3-270M is a base model answering in the alpaca format: without a stop it goes on to
-# invent the next "### Instruction:" block.
-STOP = ["###"]
+# Gemma-3-270M is a base model answering in the alpaca format, often as "### Answer: Blue":
+# without a stop it goes on to invent the next "### ..." block. The stop is that next block's
+# line break, so the first block (its answer) is kept.
+STOP = ["\n###"]
 
 
 @dataclass(frozen=True)

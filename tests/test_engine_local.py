@@ -93,6 +93,8 @@ def test_demo_json_reports_totals(local_ladder, tmp_path):
     assert {"accuracy", "total_cost", "always_biggest_cost", "escalations"} <= set(report)
     assert report["total_cost"] > 0 and report["always_biggest_cost"] > 0
     assert all(row["models_run"] for row in report["rows"])
+    # The base model answers in alpaca blocks ("### Answer: ..."): the stop must keep them.
+    assert sum(bool(row["biggest_answer"].strip()) for row in report["rows"]) >= 5
 
 
 def _logprob_profile(tmp_path, names):
