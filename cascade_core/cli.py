@@ -1,4 +1,8 @@
-"""The `cascade-router` command line. Sub-commands live in their own modules and register here."""
+"""The `cascade-router` command line. Sub-commands live in their own modules and register here.
+
+Every sub-command runs inside `cli_errors.ErrorReportingGroup`: a failure is one ``error:``
+line on stderr (exit 2 for bad input, 1 otherwise), the traceback only with ``--debug``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import typer
 
 from cascade_core import __version__
 from cascade_core.bench.cli import bench as bench_command
+from cascade_core.cli_errors import DEBUG_ENV, ErrorReportingGroup
 from cascade_core.cli_jobs import batch as batch_command
 from cascade_core.cli_jobs import calibrate as calibrate_command
 from cascade_core.cli_local import local_app
@@ -22,13 +27,29 @@ from cascade_core.demo import DEFAULT_CONFIG
 app = typer.Typer(
     name="cascade-router",
     help="Cascade routing for LLMs: choose per request which models to run and when to stop.",
+    cls=ErrorReportingGroup,
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,  # nothing escapes the group; never print locals (keys)
 )
 app.add_typer(local_app, name="local")
 app.command("bench")(bench_command)
 app.command("calibrate")(calibrate_command)
 app.command("batch")(batch_command)
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="on an error, also print the traceback (give it before the sub-command)",
+        ),
+    ] = False,
+) -> None:
+    """Cascade routing for LLMs: choose per request which models to run and when to stop."""
 
 
 @app.command()

@@ -1,4 +1,7 @@
-"""`cascade-router calibrate` and `cascade-router batch` (registered in `cli.py`)."""
+"""`cascade-router calibrate` and `cascade-router batch` (registered in `cli.py`).
+
+Errors are not caught here: `cli_errors.ErrorReportingGroup` prints every one as one line.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from cascade_core.cli_errors import one_line, scrub
 from cascade_core.engine.config import RouterConfig
-from cascade_core.errors import InvalidInputError
 
 
 def _load_config(
@@ -25,11 +28,6 @@ def _load_config(
     if loaded.profile is not None:  # absolute, so Ray workers in other directories find it
         loaded = loaded.model_copy(update={"profile": Path(loaded.profile).resolve()})
     return loaded
-
-
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(2)
 
 
 def calibrate(
@@ -68,25 +66,22 @@ def calibrate(
     quality estimators and lambda, and write the profile the engine and adapters load."""
     from cascade_core.calibrate import run_calibration
 
-    try:
-        report = run_calibration(
-            _load_config(config),
-            output,
-            data=data,
-            replay=replay,
-            cache_path=cache,
-            grader=grader,
-            concurrency=concurrency,
-            budget_usd=budget,
-            target_quality=target_quality,
-            reuse_profile=profile,
-            save_replay=save_replay,
-            progress=progress,
-        )
-    except InvalidInputError as error:
-        raise _fail(error) from None
+    report = run_calibration(
+        _load_config(config),
+        output,
+        data=data,
+        replay=replay,
+        cache_path=cache,
+        grader=grader,
+        concurrency=concurrency,
+        budget_usd=budget,
+        target_quality=target_quality,
+        reuse_profile=profile,
+        save_replay=save_replay,
+        progress=progress,
+    )
     for where, why in sorted(report.failed_calls.items()):
-        typer.echo(f"failed (rerun to retry): {where}: {why}", err=True)
+        typer.echo(f"failed (rerun to retry): {where}: {scrub(one_line(why))}", err=True)
     summary = {
         "profile": str(report.profile_path),
         "rows": report.rows,
@@ -126,33 +121,30 @@ def batch(
 ) -> None:
     """Route every row of IN.jsonl through the cascade into OUT.jsonl. Resumable: rerun the
     same command after any interruption and each input row ends up exactly once in OUT."""
-    try:
-        loaded = _load_config(config, profile, target_cost)
-        if ray:
-            from cascade_core.jobs.ray_runner import run_batch_job_ray
+    loaded = _load_config(config, profile, target_cost)
+    if ray:
+        from cascade_core.jobs.ray_runner import run_batch_job_ray
 
-            summary = run_batch_job_ray(
-                loaded,
-                input_path,
-                output_path,
-                concurrency=concurrency,
-                actors=ray_actors,
-                address=ray_address,
-                num_cpus=ray_cpus,
-                with_trace=trace,
-                progress=progress,
-            )
-        else:
-            from cascade_core.jobs.runner import run_batch_job
+        summary = run_batch_job_ray(
+            loaded,
+            input_path,
+            output_path,
+            concurrency=concurrency,
+            actors=ray_actors,
+            address=ray_address,
+            num_cpus=ray_cpus,
+            with_trace=trace,
+            progress=progress,
+        )
+    else:
+        from cascade_core.jobs.runner import run_batch_job
 
-            summary = run_batch_job(
-                loaded,
-                input_path,
-                output_path,
-                concurrency=concurrency,
-                with_trace=trace,
-                progress=progress,
-            )
-    except InvalidInputError as error:
-        raise _fail(error) from None
+        summary = run_batch_job(
+            loaded,
+            input_path,
+            output_path,
+            concurrency=concurrency,
+            with_trace=trace,
+            progress=progress,
+        )
     typer.echo(json.dumps(summary.as_dict()))

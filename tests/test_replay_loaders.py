@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cascade_core.errors import InvalidInputError
 from cascade_core.replay import (
     ReplayDataset,
     ReplayDataWarning,
@@ -116,8 +117,10 @@ class TestDataset:
         only_b = ds.select_models(["b"])
         assert only_b.model_names == ["b"]
         np.testing.assert_array_equal(only_b.cost, ds.cost[:, [1]])
-        with pytest.raises(KeyError, match="unknown model 'zz'"):
+        with pytest.raises(KeyError, match="unknown model 'zz'") as unknown:
             ds.select_models(["zz"])
+        assert isinstance(unknown.value, InvalidInputError)
+        assert str(unknown.value) == "d: unknown model 'zz'; known: a, b"  # not KeyError's repr
         parts = ds.by_task()
         assert list(parts) == ["x", "y"]
         assert parts["y"].query_ids == ["q1", "q3", "q5"]
@@ -202,8 +205,58 @@ class TestGenericJsonl:
             (lambda r: r.update(prompt=3), "prompt", "string"),
             (
                 lambda r: r["models"]["small"].update(logprobs=[-1, "x"]),
+                "models.small.logprobs[1]",
+                "log-probability",
+            ),
+            (
+                lambda r: r["models"]["small"].update(logprobs=[-1, float("nan")]),
+                "models.small.logprobs[1]",
+                "NaN",
+            ),
+            (
+                lambda r: r["models"]["small"].update(logprobs=[float("inf")]),
+                "models.small.logprobs[0]",
+                "Infinity",
+            ),
+            (
+                lambda r: r["models"]["small"].update(logprobs=[0.5]),
+                "models.small.logprobs[0]",
+                "0.5",
+            ),
+            (
+                lambda r: r["models"]["small"].update(logprobs="-inf"),
                 "models.small.logprobs",
                 "list of numbers",
+            ),
+            (
+                lambda r: r["models"]["big"].update(confidence_logprob=float("nan")),
+                "models.big.confidence_logprob",
+                "NaN",
+            ),
+            (
+                lambda r: r["models"]["big"].update(confidence_logprob=2.0),
+                "models.big.confidence_logprob",
+                "<= 0",
+            ),
+            (
+                lambda r: r["models"]["big"].update(confidence_logprob="-0.5"),
+                "models.big.confidence_logprob",
+                'got "-0.5"',
+            ),
+            (
+                lambda r: r["models"]["big"].update(cost_usd=float("inf")),
+                "models.big.cost_usd",
+                "finite",
+            ),
+            (
+                lambda r: r["models"]["big"].update(cost_usd=10**400),
+                "models.big.cost_usd",
+                "finite",
+            ),
+            (
+                lambda r: r["models"].update(extra={"correct": True, "cost_usd": 0}),
+                "models.extra",
+                "not on the first line",
             ),
             (lambda r: r["models"]["big"].update(answer=5), "models.big.answer", "string"),
         ],
@@ -218,22 +271,75 @@ class TestGenericJsonl:
             load_replay_jsonl(path)
         err = info.value
         assert (err.path, err.line, err.field) == (str(path), 2, field)
-        assert str(path) in str(err) and "line 2" in str(err) and repr(field) in str(err)
+        assert str(err).startswith(f"{path}:2: field {field!r}: ")
         assert message in str(err)
-        assert isinstance(err, ValueError)
+        assert isinstance(err, InvalidInputError) and isinstance(err, ValueError)
+
+    def test_minus_infinity_is_probability_zero(self, tmp_path: Path) -> None:
+        """-inf (JSON -Infinity or the string "-inf") is accepted in both logprob fields."""
+        records = _records(3)
+        records[0]["models"]["big"]["confidence_logprob"] = float("-inf")  # -> -Infinity
+        records[1]["models"]["big"]["confidence_logprob"] = "-inf"
+        records[2]["models"]["small"]["logprobs"] = [-0.5, "-Infinity"]
+        path = _write_jsonl(tmp_path / "inf.jsonl", records)
+        assert "-Infinity" in path.read_text()
+        ds = load_replay_jsonl(path)
+        conf = ds.signals["confidence_logprob"]
+        assert conf[0, 1] == -np.inf and conf[1, 1] == -np.inf
+        assert conf[2, 0] == -np.inf  # the sum of logprobs with a -inf token
+        assert ds.logprobs is not None and ds.logprobs[2, 0][1] == -np.inf
+        assert np.isfinite(conf[2, 1]) and conf[0, 0] == -0.75
 
     def test_invalid_json_and_empty_file(self, tmp_path: Path) -> None:
         path = _write_jsonl(tmp_path / "bad.jsonl", [_record(0), "{not json", _record(2)])
-        with pytest.raises(ReplayFormatError, match=r"bad.jsonl, line 2: not valid JSON"):
+        with pytest.raises(ReplayFormatError, match=r"bad.jsonl:2: not valid JSON"):
             load_replay_jsonl(path)
+        deep = _write_jsonl(tmp_path / "deep.jsonl", ["[" * 100_000 + "]" * 100_000])
+        with pytest.raises(ReplayFormatError, match=r"deep.jsonl:1: not usable JSON"):
+            load_replay_jsonl(deep)
         empty = tmp_path / "empty.jsonl"
         empty.write_text("\n")
         with pytest.raises(ReplayFormatError, match="no queries"):
             load_replay_jsonl(empty)
 
     def test_unsupported_extension(self, tmp_path: Path) -> None:
-        with pytest.raises(ValueError, match="unsupported replay file"):
+        with pytest.raises(ReplayFormatError, match=r"data\.parquet: unsupported replay file"):
             load_replay(tmp_path / "data.parquet")
+
+    def test_non_utf8_line_names_its_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "latin1.jsonl"
+        good = json.dumps(_record(0)).encode()
+        bad = json.dumps(_record(1)).encode().replace(b"prompt 1", b"caf\xe9")  # Latin-1 é
+        path.write_bytes(good + b"\n" + bad + b"\n")
+        with pytest.raises(ReplayFormatError, match=r"latin1.jsonl:2: not UTF-8 text .*UTF-8"):
+            load_replay_jsonl(path)
+
+    def test_byte_order_mark_is_ignored(self, tmp_path: Path) -> None:
+        path = tmp_path / "bom.jsonl"
+        path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_record(0)).encode() + b"\n")
+        assert load_replay_jsonl(path).query_ids == ["q0"]
+
+    def test_truncated_and_corrupt_gzip(self, tmp_path: Path) -> None:
+        records = [_record(i % 4, id=f"q{i}", prompt=f"p{i}") for i in range(2000)]
+        full = _write_jsonl(tmp_path / "full.jsonl.gz", records)
+        assert len(load_replay(full)) == 2000
+        data = full.read_bytes()
+        cut = tmp_path / "cut.jsonl.gz"
+        cut.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ReplayFormatError, match=r"cut.jsonl.gz:\d+: .*truncated or corrupt"):
+            load_replay(cut)
+        garbage = tmp_path / "garbage.jsonl.gz"
+        garbage.write_bytes(b"this is not gzip")
+        with pytest.raises(ReplayFormatError, match=r"garbage.jsonl.gz:1: .*truncated or corrupt"):
+            load_replay(garbage)
+
+    def test_missing_file_and_directory(self, tmp_path: Path) -> None:
+        with pytest.raises(ReplayFormatError, match=r"nope.jsonl: cannot read \(No such file"):
+            load_replay(tmp_path / "nope.jsonl")
+        folder = tmp_path / "dir.jsonl"
+        folder.mkdir()
+        with pytest.raises(ReplayFormatError, match=r"dir.jsonl: cannot read \(Is a directory"):
+            load_replay(folder)
 
 
 # ---------------------------------------------------------------------------- cascade logs
@@ -248,14 +354,16 @@ class TestCascadeLogs:
         assert per_task["mmlu"].name == "mmlu" and len(per_task["mmlu"]) == 3
         assert pooled.name == "pooled" and len(pooled) == 6
         assert "confidence_logprob" in pooled.signals
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(FileNotFoundError) as missing:
             load_cascade_logs(tmp_path, "validation")
+        assert missing.value.filename == str(tmp_path)
 
     def test_confidence_is_required(self, tmp_path: Path) -> None:
         recs = _records(2)
         del recs[1]["models"]["small"]["logprobs"]
         path = _write_jsonl(tmp_path / "x_llama_test.jsonl", recs)
-        with pytest.raises(ReplayFormatError, match=r"line 2.*models\.small\.confidence_logprob"):
+        expected = r"x_llama_test\.jsonl:2: field 'models\.small\.confidence_logprob'"
+        with pytest.raises(ReplayFormatError, match=expected):
             load_cascade_log(path)
         assert np.isnan(load_replay(path).signals["confidence_logprob"][1, 0])
 
@@ -337,8 +445,20 @@ class TestRouterBench:
         rows = [{k: v for k, v in r.items() if k != "gpt-4"} for r in _rb_rows()]
         with pytest.raises(ReplayFormatError, match="field 'gpt-4': column missing"):
             load_routerbench_csv(_write_rb_csv(tmp_path / "c.csv", rows))
-        with pytest.raises(KeyError, match="unknown model"):
+        with pytest.raises(ReplayFormatError, match="field 'x': no columns for model 'x'"):
             load_routerbench_csv(_write_rb_csv(tmp_path / "d.csv", _rb_rows()), models=["x"])
+        rows = _rb_rows()
+        rows[0]["gpt-4|total_cost"] = "inf"
+        with pytest.raises(ReplayFormatError, match=r"e.csv:2: field 'gpt-4\|total_cost'.*finite"):
+            load_routerbench_csv(_write_rb_csv(tmp_path / "e.csv", rows))
+        rows = _rb_rows()
+        rows[1]["prompt"] = "x" * 200_000  # beyond the csv module's field limit
+        with pytest.raises(ReplayFormatError, match=r"f.csv:3: not valid CSV \(field larger"):
+            load_routerbench_csv(_write_rb_csv(tmp_path / "f.csv", rows))
+        twice = tmp_path / "h.csv"
+        twice.write_text("sample_id,m,m|total_cost,m\n1,1,0.1,0\n")
+        with pytest.raises(ReplayFormatError, match="field 'm': column appears twice"):
+            load_routerbench_csv(twice)
 
     def test_pickle_matches_csv(self, tmp_path: Path) -> None:
         pd = pytest.importorskip("pandas", reason="RouterBench pickles need pandas")
@@ -359,7 +479,7 @@ class TestRouterBench:
         np.testing.assert_allclose(from_pickle.quality, from_csv.quality)
         np.testing.assert_allclose(from_pickle.cost, from_csv.cost)
         assert from_pickle.prompts == from_csv.prompts
-        with pytest.raises(ReplayFormatError, match="row 2, field 'gpt-4': empty cell"):
+        with pytest.raises(ReplayFormatError, match=r"pkl\.gz: row 2: field 'gpt-4': empty cell"):
             load_routerbench_pickle(path, missing="raise")
 
 

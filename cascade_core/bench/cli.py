@@ -1,16 +1,41 @@
-"""`cascade-router bench PATH`: evaluate every strategy on replay logs (docs/bench.md)."""
+"""`cascade-router bench PATH`: evaluate every strategy on replay logs (docs/bench.md).
+
+Errors are printed by `cli_errors.ErrorReportingGroup` (one line, exit 2 for bad input).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cascade_core.bench.evaluate import STRATEGY_NAMES
+from cascade_core.errors import InvalidInputError
 
 NOISE_CHOICES = ("low", "medium", "high")
+
+
+@contextmanager
+def _bench_input_errors() -> Iterator[None]:
+    """Report the bench pipeline's refusals as input errors.
+
+    `bench.data`, `bench.run`, `bench.evaluate` and `learned.bench` refuse a PATH without
+    replay files (FileNotFoundError) and a profile, model or split that does not fit the
+    data (ValueError) with messages written for the user; the loaders below them already
+    raise the `InvalidInputError` family, which passes through unchanged.
+    """
+    try:
+        yield
+    except InvalidInputError:
+        raise
+    except (ValueError, FileNotFoundError) as error:
+        if isinstance(error, OSError) and error.filename is not None:
+            raise  # names its file: reported as a path error
+        raise InvalidInputError(str(error)) from error
 
 
 def _split_list(values: list[str] | None) -> list[str] | None:
@@ -35,7 +60,7 @@ def bench(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="save curves as a PNG")] = None,
-    budgets: Annotated[int, typer.Option(help="number of budgets (>= 20)")] = 20,
+    budgets: Annotated[int, typer.Option(min=20, help="number of budgets (>= 20)")] = 20,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CI")] = 1000,
     seed: Annotated[int, typer.Option(help="seed of the splits, noise and bootstrap")] = 0,
     profile: Annotated[
@@ -59,6 +84,11 @@ def bench(
     if noise is not None and noise not in NOISE_CHOICES:
         raise typer.BadParameter(f"choose one of {', '.join(NOISE_CHOICES)}", param_hint="--noise")
     chosen = _split_list(strategies) or list(STRATEGY_NAMES)
+    unknown = [s for s in chosen if s not in STRATEGY_NAMES]
+    if unknown:
+        raise InvalidInputError(
+            f"--strategies: unknown {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}"
+        )
     if learned is not None or _is_routellm(path):
         if plot is not None or profile is not None or noise is not None or strategies:
             raise typer.BadParameter(
@@ -77,7 +107,7 @@ def bench(
             as_json,
         )
         return
-    try:
+    with _bench_input_errors():
         results, seconds, notes = run_bench(
             path,
             models=_split_list(models),
@@ -88,9 +118,6 @@ def bench(
             seed=seed,
             profile=profile,
         )
-    except (ValueError, FileNotFoundError, KeyError) as error:  # InvalidInputError is one
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if plot is not None:
@@ -122,7 +149,7 @@ def _bench_learned(path, learners, models, only, embedder, budgets, bootstrap, s
     """`--learned` (and RouteLLM's evaluation folders): `cascade_core.learned.bench`."""
     from cascade_core.learned.bench import format_learned, learned_to_json, run_learned_bench
 
-    try:
+    with _bench_input_errors():
         results, seconds, notes = run_learned_bench(
             path,
             learners,
@@ -133,9 +160,6 @@ def _bench_learned(path, learners, models, only, embedder, budgets, bootstrap, s
             n_boot=bootstrap,
             seed=seed,
         )
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     settings = {

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["ReplayDataset", "concat_datasets"]
+from cascade_core.errors import InvalidInputError
+
+__all__ = ["ReplayDataset", "UnknownModelError", "concat_datasets"]
+
+
+class UnknownModelError(InvalidInputError, KeyError):
+    """A model name the dataset does not hold. A KeyError for lookups, and an input error
+    because the name comes from the user (``--models``, a ladder, a profile)."""
+
+    __str__ = InvalidInputError.__str__  # KeyError's own would print the message quoted
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,12 +84,14 @@ class ReplayDataset:
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        """Bad values (what a log can hold) are `InvalidInputError`s; mismatched shapes can
+        only come from the code that built the dataset, so they stay plain ValueErrors."""
         n, k = self.n_queries, self.n_models
         where = f"ReplayDataset {self.name!r}"
         if k == 0:
-            raise ValueError(f"{where}: no models")
+            raise InvalidInputError(f"{where}: no models")
         if len(set(self.model_names)) != k:
-            raise ValueError(f"{where}: duplicate model names in {self.model_names}")
+            raise InvalidInputError(f"{where}: duplicate model names in {self.model_names}")
         for label, seq in (("prompts", self.prompts), ("tasks", self.tasks)):
             if len(seq) != n:
                 raise ValueError(f"{where}: {label} has {len(seq)} entries, expected {n}")
@@ -104,26 +115,26 @@ class ReplayDataset:
             assert arr is not None
             if not np.all(np.isfinite(arr)):
                 i, j = np.argwhere(~np.isfinite(arr))[0]
-                raise ValueError(
+                raise InvalidInputError(
                     f"{where}: {label} is not finite (NaN/inf) for query {self.query_ids[i]!r},"
                     f" model {self.model_names[j]!r}"
                 )
         if np.any((self.quality < 0) | (self.quality > 1)):
             i, j = np.argwhere((self.quality < 0) | (self.quality > 1))[0]
-            raise ValueError(
+            raise InvalidInputError(
                 f"{where}: quality {self.quality[i, j]} outside [0, 1] for query"
                 f" {self.query_ids[i]!r}, model {self.model_names[j]!r}"
             )
         if np.any(self.cost < 0):
             i, j = np.argwhere(self.cost < 0)[0]
-            raise ValueError(
+            raise InvalidInputError(
                 f"{where}: negative cost {self.cost[i, j]} for query {self.query_ids[i]!r},"
                 f" model {self.model_names[j]!r}"
             )
         for label in ("tokens_in", "tokens_out"):
             arr = arrays[label]
             if arr is not None and np.any(arr < 0):
-                raise ValueError(f"{where}: negative {label}")
+                raise InvalidInputError(f"{where}: negative {label}")
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -142,7 +153,9 @@ class ReplayDataset:
         try:
             return self.model_names.index(name)
         except ValueError:
-            raise KeyError(f"unknown model {name!r}; known: {self.model_names}") from None
+            raise UnknownModelError(
+                f"{self.name}: unknown model {name!r}; known: {', '.join(self.model_names)}"
+            ) from None
 
     def mean_cost(self) -> np.ndarray:
         """Average cost per model (k,)."""
@@ -260,7 +273,7 @@ def concat_datasets(datasets: Sequence[ReplayDataset], name: str = "pooled") -> 
     parts: list[ReplayDataset] = []
     for ds in datasets:
         if set(ds.model_names) != set(models):
-            raise ValueError(
+            raise InvalidInputError(
                 f"cannot pool {ds.name!r}: models {ds.model_names} differ from {models}"
             )
         parts.append(ds.select_models(models))

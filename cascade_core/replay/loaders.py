@@ -15,8 +15,8 @@ Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by
            "correct": true,                  #   bool (1/0 also accepted); one of the two is
                                              #   required; if both are given they must agree
            "cost_usd": 0.00012,              # required, number >= 0 (actual cost of the call)
-           "logprobs": [-0.01, -1.2],        # optional list of token logprobs (numbers)
-           "confidence_logprob": -0.3,       # optional number: one logged confidence signal
+           "logprobs": [-0.01, -1.2],        # optional list of token logprobs (numbers <= 0)
+           "confidence_logprob": -0.3,       # optional number <= 0: one logged confidence
            "answer": "Paris",                # optional str: for agreement features
            "tokens_in": 120,                 # optional number >= 0
            "tokens_out": 3                   # optional number >= 0
@@ -26,8 +26,17 @@ Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by
   Unknown keys (e.g. ``latency_ms``) are ignored. ``null`` means "not logged" for the
   optional fields. Signal ``confidence_logprob`` is the logged value, or, when only
   ``logprobs`` is given, their sum (the log-probability of the whole answer); cells with
-  neither are NaN. Any bad or missing field raises `ReplayFormatError` naming the file,
-  the line and the field.
+  neither are NaN.
+
+  **Probability 0** is a log-probability of ``-inf``, which real logs contain (a token the
+  model ranked below its sampling floor, a verifier that never says "Y"). It is accepted in
+  ``logprobs`` and ``confidence_logprob`` written as the JSON token ``-Infinity`` (what
+  Python's ``json`` writes) or as the string ``"-inf"``/``"-Infinity"``; the feature
+  builders clip it to their floor, so no estimate becomes NaN. NaN and ``+inf`` stay errors,
+  as does a clearly positive log-probability (above `POSITIVE_TOLERANCE`).
+
+  Any bad or missing field, a line that is not UTF-8, and a truncated or corrupt ``.gz``
+  raise one `ReplayFormatError` naming the file, the line and the field.
 
 * **RouterBench column format** (``.csv`` and the original pandas pickle ``.pkl``): columns
   ``sample_id, prompt, eval_name``, per model ``<model>`` (score 0..1),
@@ -46,6 +55,9 @@ Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by
   different prompts (a merge artifact, the two twins each graded for only some models);
   scoring them 0 would penalise the models that happened not to be graded, and borrowing
   the twin's grade would be a guess. Empty response cells are just "" (not needed to score).
+  Scores and costs must be finite numbers.
+
+`ReplayFormatError` is an `InvalidInputError`: the CLI prints it as one line and exits 2.
 
 Pickles run code when loaded: load only pickles you trust.
 """
@@ -54,8 +66,7 @@ from __future__ import annotations
 
 import ast
 import csv
-import gzip
-import io
+import errno
 import json
 import math
 import os
@@ -67,6 +78,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from cascade_core.errors import InvalidInputError
+from cascade_core.signals.logprob_features import POSITIVE_TOLERANCE
+from cascade_core.textfiles import TextFileError, iter_lines
 
 from .dataset import ReplayDataset, concat_datasets
 
@@ -88,8 +103,9 @@ CONFIDENCE = "confidence_logprob"
 Missing = Literal["drop", "raise"]
 
 
-class ReplayFormatError(ValueError):
-    """A replay file is malformed; the message names the file, line (or row) and field."""
+class ReplayFormatError(InvalidInputError):
+    """A replay file is malformed; the message names the file, line (or row) and field,
+    as ``path:line: field 'x': reason`` (the ``file:line`` form editors jump to)."""
 
     def __init__(
         self,
@@ -105,14 +121,15 @@ class ReplayFormatError(ValueError):
         self.row = row
         self.field = field
         self.reason = message
-        parts = [self.path or "<replay>"]
+        where = self.path or "<replay>"
         if line is not None:
-            parts.append(f"line {line}")
+            where += f":{line}"
+        parts = [where]
         if row is not None:
             parts.append(f"row {row}")
         if field is not None:
             parts.append(f"field {field!r}")
-        super().__init__(f"{', '.join(parts)}: {message}")
+        super().__init__(f"{': '.join(parts)}: {message}")
 
 
 class ReplayDataWarning(UserWarning):
@@ -131,10 +148,22 @@ def default_data_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """`iter_lines` with its errors as `ReplayFormatError` (same file and line)."""
+    try:
+        yield from iter_lines(path)
+    except TextFileError as error:
+        raise ReplayFormatError(error.reason, path=error.path, line=error.line) from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``value`` as JSON text (as the user wrote it: ``NaN``, ``"1"``), cut to ``limit``
+    characters, so an error message stays one readable line."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # pickle cells hold Python objects
+        text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _stem(path: Path) -> str:
@@ -147,6 +176,30 @@ def _stem(path: Path) -> str:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _as_float(x: Any) -> float | None:
+    """A JSON number as a float (ints too large for a float become inf); None otherwise."""
+    if not _is_number(x):
+        return None
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
+_MINUS_INFINITY = frozenset({"-inf", "-infinity"})
+
+
+def _logprob(x: Any) -> float | None:
+    """A log-probability: a number <= `POSITIVE_TOLERANCE` or -inf (also written as the
+    string "-inf"/"-Infinity"); None when ``x`` is not one (NaN, +inf, positive, other)."""
+    if isinstance(x, str) and x.strip().lower() in _MINUS_INFINITY:
+        return -math.inf
+    value = _as_float(x)
+    if value is None or math.isnan(value) or value > POSITIVE_TOLERANCE:
+        return None
+    return value
 
 
 def _is_empty(x: Any) -> bool:
@@ -199,12 +252,24 @@ class _LineParser:
             if required:
                 raise self.error(field, "missing")
             return math.nan
-        value = obj[key]
-        if not _is_number(value) or not math.isfinite(value):
-            raise self.error(field, f"expected a finite number, got {value!r}")
+        value = _as_float(obj[key])
+        if value is None or not math.isfinite(value):
+            raise self.error(field, f"expected a finite number, got {_short(obj[key])}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.error(field, f"{value!r} outside [{lo}, {hi if hi is not None else 'inf'}]")
-        return float(value)
+        return value
+
+    def confidence(self, entry: Mapping[str, Any], field: str) -> float:
+        """The logged confidence log-probability; NaN when not logged, -inf allowed."""
+        raw = entry.get(CONFIDENCE)
+        if raw is None:
+            return math.nan
+        value = _logprob(raw)
+        if value is None:
+            raise self.error(
+                field, f"expected a log-probability (a number <= 0 or -inf), got {_short(raw)}"
+            )
+        return value
 
     def quality(self, entry: Mapping[str, Any], field: str) -> float:
         has_q = entry.get("quality") is not None
@@ -217,7 +282,7 @@ class _LineParser:
             if isinstance(c, bool) or (_is_number(c) and c in (0, 1)):
                 correct = float(c)
             else:
-                raise self.error(f"{field}.correct", f"expected true/false, got {c!r}")
+                raise self.error(f"{field}.correct", f"expected true/false, got {_short(c)}")
         if not has_q:
             return correct
         q = self.number(entry, "quality", f"{field}.quality", lo=0.0, hi=1.0)
@@ -229,25 +294,31 @@ class _LineParser:
         value = entry.get("logprobs")
         if value is None:
             return None
-        if not isinstance(value, list) or not all(_is_number(v) for v in value):
+        if not isinstance(value, list):
             raise self.error(f"{field}.logprobs", "expected a list of numbers")
-        arr = np.asarray(value, dtype=float)
-        if np.any(np.isnan(arr)) or np.any(arr > 1e-6):
-            raise self.error(f"{field}.logprobs", "log-probabilities must be <= 0 and not NaN")
-        return arr
+        parsed = [_logprob(v) for v in value]
+        for i, v in enumerate(parsed):
+            if v is None:
+                raise self.error(
+                    f"{field}.logprobs[{i}]",
+                    f"expected a log-probability (a number <= 0 or -inf), got {_short(value[i])}",
+                )
+        return np.asarray(parsed, dtype=float)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with _open_text(path) as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield line_no, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ReplayFormatError(
-                    f"not valid JSON ({exc.msg})", path=path, line=line_no
-                ) from None
+    for line_no, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ReplayFormatError(
+                f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=line_no
+            ) from None
+        except (ValueError, RecursionError) as exc:  # over-long integers, deep nesting
+            raise ReplayFormatError(f"not usable JSON ({exc})", path=path, line=line_no) from None
+        yield line_no, record
 
 
 def load_replay_jsonl(
@@ -289,7 +360,7 @@ def load_replay_jsonl(
         if rec.get("id") is None:
             raise p.error("id", "missing")
         if not isinstance(rec["id"], (str, int)) or isinstance(rec["id"], bool):
-            raise p.error("id", f"expected a string or integer, got {rec['id']!r}")
+            raise p.error("id", f"expected a string or integer, got {_short(rec['id'])}")
         qid = str(rec["id"])
         if qid in ids:
             raise p.error("id", f"duplicate id {qid!r} (first on line {ids[qid]})")
@@ -304,6 +375,14 @@ def load_replay_jsonl(
             raise p.error("models", "missing or not a non-empty object")
         if names is None:
             names = list(entries)
+        elif models is None:
+            extra = [m for m in entries if m not in names]
+            if extra:
+                raise p.error(
+                    f"models.{extra[0]}",
+                    f"model {extra[0]!r} is not on the first line (every line needs the same "
+                    "models; pass models=[...] to select some)",
+                )
         row = {k: [] for k in ("q", "c", "conf", "ans", "lp", "ti", "to")}
         for m in names:
             field = f"models.{m}"
@@ -315,7 +394,7 @@ def load_replay_jsonl(
             row["q"].append(p.quality(entry, field))
             row["c"].append(p.number(entry, "cost_usd", f"{field}.cost_usd", lo=0.0))
             lp = p.logprobs(entry, field)
-            c = p.number(entry, CONFIDENCE, f"{field}.{CONFIDENCE}", required=False)
+            c = p.confidence(entry, f"{field}.{CONFIDENCE}")
             if math.isnan(c) and lp is not None:
                 c = float(lp.sum())
             if math.isnan(c) and CONFIDENCE in required:
@@ -399,12 +478,61 @@ def load_cascade_logs(
             continue
         task = m.group("task")
         if task in per_task:
-            raise ValueError(f"{directory}: two files for task {task!r} in split {split!r}")
+            raise ReplayFormatError(
+                f"two files for task {task!r} in split {split!r}; keep one", path=f
+            )
         ds = load_cascade_log(f)
         per_task[task] = replace(ds, name=task)
     if not per_task:
-        raise FileNotFoundError(f"no <task>_<chain>_{split}.jsonl[.gz] files in {directory}")
+        raise FileNotFoundError(
+            errno.ENOENT, f"no <task>_<chain>_{split}.jsonl[.gz] files", str(directory)
+        )
     return per_task, concat_datasets(list(per_task.values()), name="pooled")
+
+
+# ---------------------------------------------------------------------------- CSV
+def _check_unique_columns(columns: Sequence[str], path: Path) -> None:
+    """Rows become ``{column: value}`` dicts, where a repeated column would hide a value."""
+    seen: set[str] = set()
+    for col in columns:
+        if col in seen:
+            raise ReplayFormatError("column appears twice in the header", path=path, field=col)
+        seen.add(col)
+
+
+def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The header and ``(line where the record starts, {column: value})`` per record.
+
+    Records may span lines (quoted newlines); the line reported is the physical line where
+    the offending record starts. A malformed record (NUL byte, unterminated quote, over-long
+    field, wrong number of fields) raises `ReplayFormatError`.
+    """
+    reader = csv.reader(text for _, text in _lines(path))
+
+    def record(start: int) -> list[str] | None:
+        try:
+            return next(reader)
+        except StopIteration:
+            return None
+        except csv.Error as error:
+            raise ReplayFormatError(f"not valid CSV ({error})", path=path, line=start) from None
+
+    header = record(1)
+    if header is None:
+        raise ReplayFormatError("empty file", path=path)
+    _check_unique_columns(header, path)
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        start = reader.line_num + 1
+        while (values := record(start)) is not None:
+            if len(values) != len(header):
+                raise ReplayFormatError(
+                    f"{len(values)} fields, header has {len(header)}", path=path, line=start
+                )
+            yield start, dict(zip(header, values, strict=True))
+            start = reader.line_num + 1
+
+    return header, rows()
 
 
 # ---------------------------------------------------------------------------- RouterBench
@@ -433,7 +561,11 @@ def _routerbench_from_rows(
     selected = list(models) if models is not None else all_models
     for m in selected:
         if m not in all_models:
-            raise KeyError(f"{path}: unknown model {m!r}; known: {all_models}")
+            raise ReplayFormatError(
+                f"no columns for model {m!r}; known models: {', '.join(all_models)}",
+                path=path,
+                field=m,
+            )
 
     def err(pos: int, field: str, message: str) -> ReplayFormatError:
         loc = {"line": pos} if where == "line" else {"row": pos}
@@ -447,8 +579,10 @@ def _routerbench_from_rows(
             return None
         try:
             value = float(raw)
-        except (TypeError, ValueError):
-            raise err(pos, col, f"expected a number, got {raw!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise err(pos, col, f"expected a number, got {_short(raw)}") from None
+        if not math.isfinite(value):
+            raise err(pos, col, f"expected a finite number, got {_short(raw)}")
         if not (lo <= value <= hi):
             raise err(pos, col, f"{value!r} outside [{lo}, {hi}]")
         return value
@@ -508,26 +642,10 @@ def load_routerbench_csv(
     Errors give the physical line on which the offending record starts.
     """
     path = Path(path)
-    with _open_text(path) as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ReplayFormatError("empty file", path=path) from None
-
-        def rows() -> Iterator[tuple[int, dict[str, str]]]:
-            start = reader.line_num + 1
-            for values in reader:
-                if len(values) != len(header):
-                    raise ReplayFormatError(
-                        f"{len(values)} fields, header has {len(header)}", path=path, line=start
-                    )
-                yield start, dict(zip(header, values, strict=True))
-                start = reader.line_num + 1
-
-        return _routerbench_from_rows(
-            rows(), header, path=path, where="line", models=models, missing=missing, name=name
-        )
+    header, rows = read_csv(path)
+    return _routerbench_from_rows(
+        rows, header, path=path, where="line", models=models, missing=missing, name=name
+    )
 
 
 def load_routerbench_pickle(
@@ -546,12 +664,20 @@ def load_routerbench_pickle(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("reading RouterBench pickles needs pandas: pip install pandas") from exc
     path = Path(path)
-    frame = pd.read_pickle(path)
+    try:
+        frame = pd.read_pickle(path)
+    except OSError as error:
+        raise ReplayFormatError(f"cannot read ({error.strerror or error})", path=path) from None
+    except Exception as error:  # unpickling arbitrary bytes can fail in any way at all
+        raise ReplayFormatError(
+            f"not a readable pandas pickle ({type(error).__name__}: {error})", path=path
+        ) from None
     if not isinstance(frame, pd.DataFrame):
         raise ReplayFormatError(
             f"expected a pickled DataFrame, got {type(frame).__name__}", path=path
         )
     columns = [str(c) for c in frame.columns]
+    _check_unique_columns(columns, path)
     records = frame.to_dict("records")
     rows = ((i, {str(k): v for k, v in r.items()}) for i, r in enumerate(records))
     return _routerbench_from_rows(
@@ -574,6 +700,7 @@ def load_replay(path: str | os.PathLike[str], **kwargs: Any) -> ReplayDataset:
         return load_routerbench_csv(path, **kwargs)
     if name.endswith((".pkl", ".pickle")):
         return load_routerbench_pickle(path, **kwargs)
-    raise ValueError(
-        f"{path}: unsupported replay file; expected .jsonl, .csv, .pkl or .pickle (optionally .gz)"
+    raise ReplayFormatError(
+        "unsupported replay file; expected .jsonl, .csv, .pkl or .pickle (optionally .gz)",
+        path=path,
     )

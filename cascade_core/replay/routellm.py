@@ -12,13 +12,15 @@ prompt; output = the logged response when there is one (GSM8K), else one token (
 answer letter). Prices are USD per 1M tokens (input, output), overridable with ``prices``.
 GSM8K answers are the last number of each response, so the agreement of the two models'
 answers is available as a post-hoc signal; MMLU has no responses and no post-hoc signal.
+
+A malformed file raises one `ReplayFormatError` (an `InvalidInputError`) naming file:line and
+column; a folder without evaluation files raises FileNotFoundError with the folder as filename.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
+import errno
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import ReplayDataset, concat_datasets
+from .loaders import ReplayFormatError, read_csv
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -45,19 +48,16 @@ RESPONSE_SUFFIX = "_response"
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def _open(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 def _bool(value: str, path: Path, line: int, column: str) -> float:
     v = value.strip().lower()
     if v in ("true", "1", "1.0"):
         return 1.0
     if v in ("false", "0", "0.0"):
         return 0.0
-    raise ValueError(f"{path}:{line}: column {column!r}: expected True/False, got {value!r}")
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    raise ReplayFormatError(
+        f"expected True/False, got {shown!r}", path=path, line=line, field=column
+    )
 
 
 def final_number(response: str) -> str | None:
@@ -71,6 +71,8 @@ def final_number(response: str) -> str | None:
         number = float(value)
     except ValueError:
         return None
+    if not math.isfinite(number):  # more digits than a float holds: compare as written
+        return value
     return str(int(number)) if number == int(number) else str(number)
 
 
@@ -88,28 +90,32 @@ def load_routellm_csv(
     """One RouteLLM CSV: every non-``prompt`` column without the response suffix is a model."""
     path = Path(path)
     prices = {**DEFAULT_PRICES, **(prices or {})}
-    with _open(path) as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        if "prompt" not in columns:
-            raise ValueError(f"{path}: no 'prompt' column (columns: {columns})")
-        models = [c for c in columns if c != "prompt" and not c.endswith(RESPONSE_SUFFIX)]
-        if not models:
-            raise ValueError(f"{path}: no model columns")
-        for m in models:
-            if m not in prices:
-                raise ValueError(f"{path}: no price for model {m!r}; pass prices={{...}}")
-        has_response = all(m + RESPONSE_SUFFIX in columns for m in models)
-        prompts, quality, answers, t_in, t_out = [], [], [], [], []
-        for line, row in enumerate(reader, start=2):
-            prompt = row["prompt"] or ""
-            prompts.append(prompt)
-            quality.append([_bool(row[m] or "", path, line, m) for m in models])
-            responses = [row[m + RESPONSE_SUFFIX] or "" for m in models] if has_response else None
-            answers.append([final_number(r) for r in responses] if responses else None)
-            t_in.append([_tokens(prompt)] * len(models))
-            t_out.append([_tokens(r) for r in responses] if responses else [1.0] * len(models))
+    columns, records = read_csv(path)
+    if "prompt" not in columns:
+        raise ReplayFormatError(
+            f"no 'prompt' column (columns: {', '.join(columns)})", path=path, line=1
+        )
+    models = [c for c in columns if c != "prompt" and not c.endswith(RESPONSE_SUFFIX)]
+    if not models:
+        raise ReplayFormatError("no model columns", path=path, line=1)
+    for m in models:
+        if m not in prices:
+            raise ReplayFormatError(
+                f"no price for model {m!r}; pass prices={{...}}", path=path, line=1, field=m
+            )
+    has_response = all(m + RESPONSE_SUFFIX in columns for m in models)
+    prompts, quality, answers, t_in, t_out = [], [], [], [], []
+    for line, row in records:
+        prompt = row["prompt"]
+        prompts.append(prompt)
+        quality.append([_bool(row[m], path, line, m) for m in models])
+        responses = [row[m + RESPONSE_SUFFIX] for m in models] if has_response else None
+        answers.append([final_number(r) for r in responses] if responses else None)
+        t_in.append([_tokens(prompt)] * len(models))
+        t_out.append([_tokens(r) for r in responses] if responses else [1.0] * len(models))
     n = len(prompts)
+    if n == 0:
+        raise ReplayFormatError("no rows after the header", path=path)
     tokens_in, tokens_out = np.array(t_in).reshape(n, -1), np.array(t_out).reshape(n, -1)
     price_in = np.array([prices[m][0] for m in models]) / 1e6
     price_out = np.array([prices[m][1] for m in models]) / 1e6
@@ -138,7 +144,7 @@ def load_routellm_mmlu(
     folder = Path(folder)
     files = sorted(folder.glob("mmlu_*.csv*"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no mmlu_<subject>.csv[.gz] files")
+        raise FileNotFoundError(errno.ENOENT, "no mmlu_<subject>.csv[.gz] files", str(folder))
     parts = [load_routellm_csv(f, task="mmlu", prices=prices) for f in files]
     return concat_datasets(parts, name="mmlu") if len(parts) > 1 else parts[0]
 
@@ -166,5 +172,7 @@ def load_routellm_evals(
                 out["gsm8k"] = load_routellm_gsm8k(folder / name, prices)
                 break
     if not out:
-        raise FileNotFoundError(f"{folder}: no RouteLLM evaluation files (mmlu/, gsm8k_responses)")
+        raise FileNotFoundError(
+            errno.ENOENT, "no RouteLLM evaluation files (mmlu/, gsm8k_responses)", str(folder)
+        )
     return out
