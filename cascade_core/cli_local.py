@@ -6,7 +6,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import typer
-import yaml
 
 from cascade_core import local_models
 
@@ -15,7 +14,9 @@ local_app = typer.Typer(
     no_args_is_help=True,
 )
 
-PortOption = typer.Option(None, "--port", help=f"Port (default {local_models.DEFAULT_PORT}).")
+PortOption = typer.Option(
+    None, "--port", min=1, max=65535, help=f"Port (default {local_models.DEFAULT_PORT})."
+)
 ConfigOption = typer.Option(
     None,
     "--config",
@@ -28,14 +29,15 @@ ConfigOption = typer.Option(
 def port_from_config(config: Path | None) -> int | None:
     """The port of the first ladder model whose api_base points at this machine, if any.
 
-    Only the port is read for now; the full ladder schema belongs to the engine's config.
+    The file is read by the engine's own loader, so a config that `local start` accepts is one
+    the engine accepts, and a bad one fails here with the engine's one-line message.
     """
     if config is None:
         return None
-    data = yaml.safe_load(config.read_text()) or {}
-    models = data.get("models") or data.get("ladder") or []
-    for model in models if isinstance(models, list) else []:
-        url = urlparse(str((model or {}).get("api_base", "")))
+    from cascade_core.engine import RouterConfig  # the engine stack, only when a file is given
+
+    for model in RouterConfig.from_file(config).models:
+        url = urlparse(model.api_base or "")
         if url.hostname in ("127.0.0.1", "localhost") and url.port:
             return url.port
     return None
@@ -52,6 +54,11 @@ def _print_status(st: local_models.ServerStatus) -> None:
         typer.echo(f"not running (state dir {st.state_dir})")
         return
     typer.echo(f"running  pid={st.pid}  port={st.port}  api_base={st.api_base}")
+    if st.answering is False:
+        typer.echo(
+            "warning  the process lives but GET /v1/models does not list its models: "
+            "it is starting, hung or broken (see its log)"
+        )
     typer.echo(f"models   {', '.join(st.models)}")
     typer.echo(f"log      {st.log_file}")
 
@@ -60,14 +67,21 @@ def _print_status(st: local_models.ServerStatus) -> None:
 def start(
     port: int | None = PortOption,
     config: Path | None = ConfigOption,
-    timeout: float = typer.Option(120.0, help="Seconds to wait until the server is healthy."),
+    timeout: float = typer.Option(
+        120.0, help="Seconds to wait until every model has answered a one-token completion."
+    ),
 ) -> None:
-    """Start the server in the background and wait until it answers."""
+    """Start the server in the background; return once every model has answered a one-token
+    chat completion. A server that fails that is stopped and reported, exit code 1.
+
+    Bad input (an invalid --config, --timeout) is left to the app's error handler (exit 2);
+    a LocalModelError is printed here because its log tail must keep its lines.
+    """
     try:
         st = local_models.start(_resolve_port(port, config), timeout=timeout)
     except local_models.LocalModelError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(1) from None
     _print_status(st)
 
 
@@ -83,5 +97,6 @@ def stop(port: int | None = PortOption, config: Path | None = ConfigOption) -> N
 
 @local_app.command()
 def status(port: int | None = PortOption, config: Path | None = ConfigOption) -> None:
-    """Report whether the server runs, its pid, port and models."""
+    """Report whether the server runs, its pid, port and models (cheap: no completion is run;
+    `start` proves the models answer)."""
     _print_status(local_models.status())

@@ -116,6 +116,27 @@ def test_cli_status_when_not_running() -> None:
     assert "not running" in result.output
 
 
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("models: [\n  - name: a\n    model: openai/a\n", "invalid YAML"),
+        (
+            "models:\n  - name: a\n    model: openai/a\n    input_cost_per_token: -1\n",
+            "input_cost_per_token",
+        ),
+    ],
+)
+def test_cli_start_refuses_a_bad_config_in_one_line(tmp_path: Path, text: str, named: str) -> None:
+    bad = tmp_path / "ladder.yaml"
+    bad.write_text(text)
+    result = CliRunner().invoke(app, ["local", "start", "--config", str(bad)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert str(bad) in lines[0] and named in lines[0], lines
+    assert not local_models.state_paths(local_models.state_dir())[0].exists()
+
+
 def test_example_ladder_is_cheapest_first_and_points_at_the_local_server() -> None:
     config = yaml.safe_load(EXAMPLE.read_text())
     models = config["models"]
@@ -167,8 +188,11 @@ def test_local_ladder_end_to_end() -> None:
     port = _free_port()
     st = local_models.start(port=port, timeout=180)
     try:
-        assert st.running and st.port == port and st.pid is not None
+        assert st.running and st.answering and st.port == port and st.pid is not None
         assert st.models == ["smollm2-135m", "gemma3-270m"]
+        # start's proof: one real completion per model, each answered 200, before it returned
+        log = Path(st.log_file).read_text()
+        assert log.count('"POST /v1/chat/completions HTTP/1.1" 200') == len(st.models)
         assert local_models.start(port=port).pid == st.pid  # idempotent
         with pytest.raises(local_models.LocalModelError, match="already running"):
             local_models.start(port=_free_port())
