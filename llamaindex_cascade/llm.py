@@ -32,6 +32,8 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from cascade_core.engine import CascadeEngine, CascadeResult, RouterConfig, TextDelta
+from cascade_core.engine.config import API_KEY_REFUSED
+from cascade_core.errors import InvalidInputError
 from llamaindex_cascade.convert import (
     chat_response,
     to_openai_messages,
@@ -77,6 +79,8 @@ class CascadeRouterLLM(FunctionCallingLLM):
     _engine: CascadeEngine = PrivateAttr()
 
     def __init__(self, engine: CascadeEngine | RouterConfig | str | Path, **kwargs: Any) -> None:
+        if "api_key" in kwargs:  # LlamaIndex's pydantic model would drop it without a word
+            raise InvalidInputError(API_KEY_REFUSED)
         super().__init__(**kwargs)
         if isinstance(engine, CascadeEngine):
             self._engine = engine

@@ -14,56 +14,93 @@ refitting, and the profile stays readable by version-1 loaders, which ignore the
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from cascade_core.engine.config import RouterConfig, StrategySpec
 from cascade_core.errors import InvalidInputError
+from cascade_core.estimators.profile import read_profile_document
 from cascade_core.strategies import Strategy, make_strategy
 from cascade_core.strategies.mixed import MixedStrategy
+from cascade_core.validation import StrictNumber, validate_as
+
+_NonNegative = Annotated[StrictNumber, Field(ge=0)]
+_Probability = Annotated[StrictNumber, Field(ge=0, le=1)]
 
 
-def profile_budget(path: Path | None) -> dict[str, Any] | None:
-    """The profile's optional ``budget`` section (None for older version-1 profiles)."""
+class _Section(BaseModel):
+    # Keys this version does not read are ignored, as the profile's own loader does.
+    model_config = ConfigDict(
+        extra="ignore", strict=True, hide_input_in_errors=True, populate_by_name=True
+    )
+
+
+class CurvePoint(_Section):
+    """Average cost (and quality) the strategy reached at one lambda on calibration data."""
+
+    lam: _NonNegative = Field(alias="lambda")
+    cost_usd: _NonNegative
+    quality: _Probability | None = None
+    escalation_rate: _Probability | None = None
+
+
+class ProfileBudget(_Section):
+    """The ``budget`` section `cascade-router calibrate` writes into a profile."""
+
+    strategy: StrategySpec
+    curve: list[CurvePoint] = Field(min_length=1)
+    target_cost_usd: _NonNegative | None = None
+    target_quality: _Probability | None = None
+    lam: _NonNegative | None = Field(None, alias="lambda")
+    lambda_expensive: _NonNegative | None = None
+    gamma: _Probability | None = None
+    expected_cost_usd: _NonNegative | None = None
+    expected_quality: _Probability | None = None
+    expected_escalation_rate: _Probability | None = None
+
+
+def profile_budget(path: Path | None) -> ProfileBudget | None:
+    """The profile's optional ``budget`` section, checked completely (None when the profile
+    has none, e.g. one fitted for threshold_cascade); any problem with the file or the section
+    is one `InvalidInputError` naming the file and the field."""
     if path is None:
         return None
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # the estimator loader reports unreadable profiles with context
-    section = data.get("budget") if isinstance(data, dict) else None
-    return section if isinstance(section, dict) else None
+    section = read_profile_document(path).get("budget")
+    if section is None:
+        return None
+    return validate_as(ProfileBudget, section, str(path), ("budget",))
 
 
 def configured_strategy(config: RouterConfig) -> Strategy:
     budget = config.budget
     spec = config.strategy
+    section = profile_budget(config.profile)  # checked even when budget.lambda overrides it
     if budget.lam is not None:
         return make_strategy(spec.name, **spec.parameters(budget.lam))
-    section = profile_budget(config.profile)
     if budget.target_cost_usd is not None:
-        if section is None or not section.get("curve"):
+        if section is None:
             raise InvalidInputError(
                 "budget.target_cost_usd: needs a profile fitted by `cascade-router calibrate` "
                 "(set `profile:`), or set budget.lambda instead"
             )
         _check_strategy(section, spec, config.profile)
-        cheap, expensive, gamma = lambdas_for_cost(section["curve"], budget.target_cost_usd)
+        curve = [{"lambda": p.lam, "cost_usd": p.cost_usd} for p in section.curve]
+        cheap, expensive, gamma = lambdas_for_cost(curve, budget.target_cost_usd)
         return _mixed(spec, cheap, expensive, gamma)
-    if section is not None and section.get("lambda") is not None:
+    if section is not None and section.lam is not None:
         _check_strategy(section, spec, config.profile)
-        return _mixed(
-            spec,
-            float(section["lambda"]),
-            float(section.get("lambda_expensive", section["lambda"])),
-            float(section.get("gamma", 0.0)),
-        )
+        expensive = section.lam if section.lambda_expensive is None else section.lambda_expensive
+        return _mixed(spec, section.lam, expensive, section.gamma or 0.0)
     return make_strategy(spec.name, **spec.parameters(0.0))
 
 
-def lambdas_for_cost(curve: list[dict[str, Any]], target: float) -> tuple[float, float, float]:
+def lambdas_for_cost(
+    curve: Sequence[Mapping[str, Any]], target: float
+) -> tuple[float, float, float]:
     """(cheap lambda, expensive lambda, P(expensive)) whose mixed average cost is ``target``."""
     points = sorted(curve, key=lambda p: float(p["lambda"]))
     if float(points[0]["cost_usd"]) <= target:
@@ -89,12 +126,12 @@ def _mixed(spec: StrategySpec, cheap: float, expensive: float, gamma: float) -> 
     return MixedStrategy(cheap=low, expensive=high, gamma=gamma)
 
 
-def _check_strategy(section: dict[str, Any], spec: StrategySpec, path: Path | None) -> None:
+def _check_strategy(section: ProfileBudget, spec: StrategySpec, path: Path | None) -> None:
     """Lambda values mean different things to different strategies: refuse a mismatch."""
-    fitted = section.get("strategy") or {}
-    if fitted.get("name") != spec.name or fitted.get("variant", spec.variant) != spec.variant:
+    fitted = section.strategy
+    if fitted.name != spec.name or fitted.variant != spec.variant:
         raise InvalidInputError(
-            f"profile {path}: lambda was calibrated for strategy {fitted.get('name')!r} "
-            f"({fitted.get('variant')!r}), the config uses {spec.name!r} ({spec.variant!r}); "
+            f"profile {path}: lambda was calibrated for strategy {fitted.name!r} "
+            f"({fitted.variant!r}), the config uses {spec.name!r} ({spec.variant!r}); "
             "recalibrate or set budget.lambda"
         )

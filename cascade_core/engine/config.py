@@ -2,6 +2,12 @@
 
 Every model section names the *environment variable* that holds its API key, never the key:
 configs are committed to repositories and printed in logs.
+
+Every field refuses what would only fail later, far from its cause: numbers must be finite,
+integers must be integers (``True`` is not 1), and a key pasted where a variable name belongs
+is refused without being echoed. Errors are one line naming each field (`validation`);
+pydantic's own messages are never shown with their input (``hide_input_in_errors``), since
+the input may be a key.
 """
 
 from __future__ import annotations
@@ -11,50 +17,85 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    PositiveInt,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from cascade_core.engine.redaction import looks_like_key
+from cascade_core.errors import InvalidInputError
+from cascade_core.textfiles import TextFileError, read_text
+from cascade_core.validation import MAX_COUNT, Number, StrictInt, validate_as
+
+Probability = Annotated[Number, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[Number, Field(ge=0.0)]
+Count = Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)]
+
+# What `api_key_env` accepts: the conventional shape of an environment variable's name.
+ENV_NAME_RULE = (
+    "upper-case letters, digits and underscores, not starting with a digit, at most 64 "
+    "characters, e.g. OPENAI_API_KEY or MY_TEAM_KEY_2"
+)
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+# Request arguments that carry credentials; none of them may be written into a config.
+_CREDENTIAL_PARAM = re.compile(
+    r"(?:^|_)(?:api_key|key|token|secret|password|credentials?)(?:$|_)", re.IGNORECASE
+)
+# The one refusal of a key given in code, shared by the framework adapters.
+API_KEY_REFUSED = (
+    "api_key is not accepted: name the environment variable holding each model's key "
+    "in its api_key_env (keys never go in code, configs or traces)"
 )
 
-from cascade_core.errors import InvalidInputError
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+def is_env_var_name(value: str) -> bool:
+    """Whether ``value`` is a conventional variable name and not a key (see `ENV_NAME_RULE`).
+
+    Why so strict: a name and a key are both strings, and a key that slips through is then
+    printed in every "variable ... is not set" error. Real names are upper case; keys are
+    mixed case, carry a known prefix or a long random-looking run, which `looks_like_key`
+    recognises (also within one underscore-separated part: ``AKIA...`` ids are upper case).
+    """
+    if not _ENV_NAME.fullmatch(value):
+        return False
+    return not any(looks_like_key(part) for part in (value, *value.split("_")))
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
+    )
 
 
 class ModelSpec(_Strict):
     """One rung of the ladder."""
 
-    model: str = Field(description="LiteLLM model id, e.g. 'openai/gpt-4o-mini'")
-    name: str | None = Field(None, description="short label in traces; defaults to `model`")
+    model: str = Field(min_length=1, description="LiteLLM model id, e.g. 'openai/gpt-4o-mini'")
+    name: str | None = Field(
+        None, min_length=1, description="short label in traces; defaults to `model`"
+    )
     api_base: str | None = None
     api_key_env: str | None = Field(
-        None, description="name of the environment variable holding the API key"
+        None,
+        description="NAME of the environment variable holding the API key, never the key: "
+        f"{ENV_NAME_RULE}; refused when it looks like a key (known key prefixes, long "
+        "random-looking runs), and then never echoed",
     )
-    input_cost_per_token: NonNegativeFloat | None = Field(
+    input_cost_per_token: NonNegative | None = Field(
         None, description="USD per input token; default: LiteLLM's cost map"
     )
-    output_cost_per_token: NonNegativeFloat | None = None
-    context_window: PositiveInt | None = Field(
+    output_cost_per_token: NonNegative | None = None
+    context_window: Count | None = Field(
         None, description="max input tokens; default: LiteLLM's model info, else unlimited"
     )
-    supports_logprobs: bool | None = Field(
+    supports_logprobs: StrictBool | None = Field(
         None, description="default: detected from LiteLLM's supported parameters"
     )
     prior_quality: Probability | None = Field(
         None, description="P(correct) before any call, until a fitted profile replaces it"
     )
-    expected_output_tokens: PositiveInt = Field(
+    expected_output_tokens: Count = Field(
         256, description="output length assumed by the cost estimate when max_tokens is unset"
     )
     extra_params: dict[str, Any] = Field(
@@ -68,18 +109,22 @@ class ModelSpec(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name_only(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
+        if value is not None and not is_env_var_name(value):
             raise ValueError(
-                "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                "never the key itself"
+                f"must be the NAME of an environment variable ({ENV_NAME_RULE}), never the "
+                "key itself (the value given is not shown)"
             )
         return value
 
     @field_validator("extra_params")
     @classmethod
     def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "api_key" in value:
-            raise ValueError("api_key is not accepted here; set api_key_env to a variable name")
+        credentials = sorted(str(k) for k in value if _CREDENTIAL_PARAM.search(str(k)))
+        if credentials:
+            raise ValueError(
+                f"{credentials} not accepted here: credentials never go in a config; set "
+                "api_key_env to the name of the variable holding the key"
+            )
         return value
 
 
@@ -88,7 +133,7 @@ class StrategySpec(_Strict):
         "cascade_routing"
     )
     variant: Literal["exact", "greedy", "no_expect"] = "exact"
-    max_depth: PositiveInt | None = None
+    max_depth: Count | None = None
     threshold: Probability = 0.5
 
     def parameters(self, lam: float) -> dict[str, Any]:
@@ -103,13 +148,13 @@ class StrategySpec(_Strict):
 class BudgetSpec(_Strict):
     """How cost is traded against quality."""
 
-    lam: NonNegativeFloat | None = Field(
+    lam: NonNegative | None = Field(
         None, alias="lambda", description="quality points one USD is worth (per request)"
     )
-    target_cost_usd: NonNegativeFloat | None = Field(
+    target_cost_usd: NonNegative | None = Field(
         None, description="average cost per request; lambda comes from the fitted profile"
     )
-    max_cost_usd: NonNegativeFloat | None = Field(
+    max_cost_usd: NonNegative | None = Field(
         None, description="hard cap per request, checked before every call"
     )
 
@@ -125,12 +170,14 @@ class RouterConfig(_Strict):
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     profile: Path | None = Field(None, description="fitted estimator profile (JSON)")
-    num_retries: int = Field(2, ge=0, description="LiteLLM retries before a model counts as failed")
-    timeout_s: float = Field(60.0, gt=0, description="per-call timeout passed to LiteLLM")
-    prior_std: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+    num_retries: StrictInt = Field(
+        2, ge=0, le=100, description="LiteLLM retries before a model counts as failed"
+    )
+    timeout_s: Number = Field(60.0, gt=0, description="per-call timeout passed to LiteLLM")
+    prior_std: Probability = Field(
         0.2, description="uncertainty of the ex-ante priors when no profile is fitted"
     )
-    early_abort: bool = Field(
+    early_abort: StrictBool = Field(
         True, description="stop streaming a draft once its logprobs make escalation certain"
     )
 
@@ -144,40 +191,70 @@ class RouterConfig(_Strict):
 
     @classmethod
     def from_file(cls, path: str | Path) -> RouterConfig:
-        """Load a YAML or JSON file; relative profile paths resolve against the file."""
+        """Load a YAML or JSON file; relative profile paths resolve against the file.
+
+        Every problem with the file (missing, not UTF-8, a syntax error, a bad field) is one
+        `InvalidInputError` naming the file, and the line:column for syntax errors.
+        """
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise InvalidInputError(f"config: cannot read {path}: {error.strerror}") from None
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            text = read_text(path).removeprefix("\ufeff")
+        except TextFileError as error:
+            if error.line is None:  # missing, a directory, unreadable
+                raise InvalidInputError(f"config {error}; check the path") from None
+            raise
+        parse = _parse_json if path.suffix.lower() == ".json" else _parse_yaml
+        data = parse(text, path)
         if not isinstance(data, dict):
-            raise InvalidInputError(f"config {path}: expected a mapping at the top level")
+            raise InvalidInputError(
+                f"{path}: expected a mapping of fields (models, strategy, budget, ...) at the "
+                "top level"
+            )
         config = cls.from_dict(data, source=str(path))
         if config.profile is not None and not config.profile.is_absolute():
             config = config.model_copy(update={"profile": path.parent / config.profile})
         return config
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RouterConfig:
+    def from_dict(cls, data: Any, source: str = "config") -> RouterConfig:
         """Validate a mapping; errors name each offending field and what was expected."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise InvalidInputError(describe_validation_error(error, source)) from None
+        if not isinstance(data, dict):
+            raise InvalidInputError(
+                f"{source}: expected a mapping of fields (models, strategy, budget, ...), "
+                f"got {type(data).__name__}"
+            )
+        return validate_as(cls, data, source)
+
+    def replace(self, source: str = "config", **fields: Any) -> RouterConfig:
+        """A copy with ``fields`` changed, validated like any config (``model_copy`` is not:
+        an override such as ``timeout_s=inf`` would slip through it)."""
+        return type(self).from_dict({**self.model_dump(by_alias=True), **fields}, source=source)
 
 
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: {error.error_count()} invalid field(s)"]
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key; check the spelling against the documented fields"
-        lines.append(f"  {location}: {message}")
-    return "\n".join(lines)
+def _parse_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(
+            f"{path}:{error.lineno}:{error.colno}: invalid JSON ({error.msg}); fix the syntax "
+            "there (a YAML config needs a .yaml or .yml name)"
+        ) from None
+    except RecursionError:
+        raise InvalidInputError(f"{path}: JSON nested too deeply") from None
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = error.problem or error.context or "syntax error"
+        raise InvalidInputError(
+            f"{where}: invalid YAML ({problem}); fix the syntax there (indentation, a "
+            "missing ':' or an unclosed quote or bracket)"
+        ) from None
+    except (yaml.YAMLError, RecursionError) as error:
+        raise InvalidInputError(f"{path}: invalid YAML ({type(error).__name__})") from None

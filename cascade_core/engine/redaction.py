@@ -1,45 +1,154 @@
-"""Keep API keys out of traces, logs and exception messages.
+"""Keep API keys out of traces, logs, printed output and exception messages.
 
-Provider errors sometimes echo request headers or URLs; every error text the engine stores or
-raises passes through ``redact`` first, which removes the configured keys' actual values and
-anything shaped like a bearer token or a common key prefix.
+Three mechanisms, each closing one way a key escapes:
+
+* ``redact``: every error text the engine stores or raises passes through it. It replaces the
+  current values of the key variables (`secrets_from_env`) and anything shaped like a key
+  (`KEY_SHAPES`: bearer tokens, ``sk-``/``xai-``/``hf_``/``gsk_``/``AIza``... prefixes, JWTs,
+  long hex or mixed-case base64 runs).
+* Which variables hold keys: the ones the config names in ``api_key_env``, the ones LiteLLM
+  reads by itself when a config names none (derived from LiteLLM's own environment check and
+  provider tables, `litellm_key_variables`), and any variable named like a secret
+  (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``...: `SECRET_NAME`).
+* `protect_logs`: a log-record factory scrubs every record of the provider libraries (and
+  ours) when it is created, whatever handlers the application installed; and LiteLLM's
+  ``set_verbose``, whose ``print()`` calls no handler can scrub, is neutralised: once an engine
+  exists, ``litellm.set_verbose`` reads ``False`` and assigning ``True`` to it turns on
+  LiteLLM's DEBUG logger instead (what LiteLLM itself recommends), whose records are scrubbed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import sys
 import traceback
+import types
 from collections.abc import Iterable
 
-_KEY_SHAPES = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}|\b(sk|pk|rk|ak|key)-[A-Za-z0-9_\-]{6,}"
+KEY_SHAPES = re.compile(
+    r"(?i:(bearer\s+))[A-Za-z0-9._~+/\-]{8,}=*"  # Authorization headers
+    r"|\b(?:sk|xai|pplx|nvapi|csk|glpat)-[A-Za-z0-9_\-]{12,}"  # sk-proj-..., xai-...
+    r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{12,}"  # Stripe-style
+    r"|\b(?:pk|rk|ak|key)-(?=[A-Za-z0-9_\-]*[0-9])[A-Za-z0-9_\-]{12,}"
+    r"|\b(?:hf|gsk|ghp|gho|ghu|ghs|ghr|github_pat|r8)_[A-Za-z0-9_]{16,}"  # hf_..., gsk_...
+    r"|\bAIza[0-9A-Za-z_\-]{30,}"  # Google API keys
+    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack tokens
+    r"|\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*"  # JWTs
+    r"|\b[0-9a-fA-F]{32,}\b"  # long hex (Azure keys, raw tokens)
+    r"|\b(?=[A-Z0-9]*[0-9])(?=[A-Z0-9]*[A-Z])[A-Z0-9]{20,}\b"  # AWS ids, upper-case keys
+    r"|(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[a-z])"
+    r"(?=[A-Za-z0-9_\-]*[A-Z])[A-Za-z0-9_\-]{32,}"  # long mixed-case base64url runs
 )
+# A variable whose name says it holds a secret; its value is scrubbed whether or not any config
+# names it (HF_TOKEN, MY_TEAM_API_KEY, AWS_SESSION_TOKEN, ...).
+SECRET_NAME = re.compile(
+    r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|ACCESS_KEY(?:_ID)?)"
+    r"(?:_|$)",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+# Values shorter than this are not scrubbed when found by name alone: replacing a two-letter
+# value everywhere would garble messages and protect nothing.
+_MIN_IMPLICIT_SECRET = 8
+_MIN_CONFIGURED_SECRET = 4
 
 
-def secrets_from_env(variable_names: Iterable[str | None]) -> list[str]:
-    """The current values of the named variables (the keys to scrub)."""
-    values = (os.environ.get(name) for name in variable_names if name)
-    return [value for value in values if value and len(value) >= 4]
+def looks_like_key(text: str) -> bool:
+    """Whether ``text`` contains something shaped like a credential (see `KEY_SHAPES`)."""
+    return KEY_SHAPES.search(text) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def litellm_key_variables() -> frozenset[str]:
+    """The environment variables LiteLLM reads keys from when it is given none.
+
+    Taken from LiteLLM itself, so the list follows its releases: the names in
+    ``litellm.validate_environment`` (its per-provider key check) and in its provider
+    resolution (``get_llm_provider``, which reads the OpenAI-compatible providers' keys), and
+    the ``api_key_env`` of its JSON-declared providers. Only names shaped like secrets are kept
+    (``AZURE_API_BASE`` is not one).
+    """
+    import litellm
+    from litellm.litellm_core_utils import get_llm_provider_logic
+    from litellm.llms.openai_like.json_loader import JSONProviderRegistry
+
+    names: set[str] = set()
+    functions = [litellm.utils.validate_environment]
+    functions += [
+        value
+        for value in vars(get_llm_provider_logic).values()
+        if isinstance(value, types.FunctionType)
+        and value.__module__ == get_llm_provider_logic.__name__
+    ]
+    for function in functions:
+        names.update(_string_constants(function.__code__))
+    for slug in JSONProviderRegistry.list_providers():
+        provider = JSONProviderRegistry.get(slug)
+        if provider is not None and provider.api_key_env:
+            names.add(provider.api_key_env)
+    return frozenset(name for name in names if _is_env_name(name) and SECRET_NAME.search(name))
+
+
+def _string_constants(code: types.CodeType) -> Iterable[str]:
+    for constant in code.co_consts:
+        if isinstance(constant, str):
+            yield constant
+        elif isinstance(constant, types.CodeType):
+            yield from _string_constants(constant)
+
+
+def _is_env_name(name: str) -> bool:
+    return re.fullmatch(r"[A-Z][A-Z0-9_]*", name) is not None
+
+
+def secrets_from_env(variable_names: Iterable[str | None] = ()) -> list[str]:
+    """The keys to scrub: the values of the named variables, of the variables LiteLLM reads
+    by itself, and of every variable named like a secret."""
+    configured = {name for name in variable_names if name}
+    implicit = set(litellm_key_variables()) | {n for n in os.environ if SECRET_NAME.search(n)}
+    values = {
+        value
+        for value in (os.environ.get(name) for name in configured)
+        if value and len(value) >= _MIN_CONFIGURED_SECRET
+    }
+    values |= {
+        value
+        for value in (os.environ.get(name) for name in implicit - configured)
+        if value and len(value) >= _MIN_IMPLICIT_SECRET
+    }
+    return sorted(values, key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value and every key-shaped string replaced by ``***``."""
     for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _KEY_SHAPES.sub(lambda m: (m.group(1) or "") + "***", text)
+        text = text.replace(secret, REDACTED)
+    return KEY_SHAPES.sub(lambda m: (m.group(1) or "") + REDACTED, text)
 
 
-# Loggers of the libraries a request passes through; provider error bodies that echo request
-# headers end up in their messages and tracebacks.
-_PROVIDER_LOGGERS = ("LiteLLM", "litellm", "openai", "httpx", "httpcore")
+# Loggers of the libraries a request passes through (provider error bodies that echo request
+# headers end up in their messages and tracebacks), and ours.
+_PROTECTED_LOGGERS = (
+    "LiteLLM",
+    "litellm",
+    "openai",
+    "httpx",
+    "httpcore",
+    "cascade_core",
+    "langchain_cascade",
+    "llamaindex_cascade",
+)
 _secret_variables: set[str] = set()
 _installed = False
 
 
-def protect_logs(variable_names: Iterable[str | None]) -> None:
-    """Scrub the keys held in these variables from every log record the provider libraries
-    create (message, arguments and traceback), whatever handlers the application installed.
+def protect_logs(variable_names: Iterable[str | None] = ()) -> None:
+    """Scrub the keys (the named variables' and the implicit ones, see `secrets_from_env`)
+    from every log record the provider libraries create (message, arguments and traceback),
+    and stop LiteLLM's ``set_verbose`` from printing (module docstring).
 
     Installed once per process by wrapping the log-record factory; a record is only touched
     when its level is enabled, so disabled debug logging costs nothing.
@@ -52,11 +161,12 @@ def protect_logs(variable_names: Iterable[str | None]) -> None:
 
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if record.name.startswith(_PROVIDER_LOGGERS):
+        if record.name.startswith(_PROTECTED_LOGGERS):
             _scrub(record)
         return record
 
     logging.setLogRecordFactory(factory)
+    _neutralise_set_verbose()
     _installed = True
 
 
@@ -70,3 +180,34 @@ def _scrub(record: logging.LogRecord) -> None:
     if record.exc_info:
         text = "".join(traceback.format_exception(*record.exc_info))
         record.exc_text, record.exc_info = redact(text, secrets), None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info, secrets)
+
+
+class _VerboseToLogger(types.ModuleType):
+    """The class given to ``litellm`` and ``litellm._logging``: their ``set_verbose`` always
+    reads False, so no ``print_verbose`` prints; setting it True enables the DEBUG logger."""
+
+    @property
+    def set_verbose(self) -> bool:
+        return False
+
+    @set_verbose.setter
+    def set_verbose(self, value: object) -> None:
+        if value:
+            logging.getLogger("LiteLLM").setLevel(logging.DEBUG)
+
+
+def _neutralise_set_verbose() -> None:
+    import litellm  # noqa: F401 (loads litellm._logging too)
+
+    for name in ("litellm", "litellm._logging"):
+        module = sys.modules[name]
+        if isinstance(module, _VerboseToLogger):
+            continue
+        wanted = bool(vars(module).get("set_verbose"))
+        # Functions inside the module read the global directly, not the property.
+        vars(module)["set_verbose"] = False
+        module.__class__ = _VerboseToLogger
+        if wanted:
+            module.set_verbose = True

@@ -20,11 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from cascade_core.replay import ReplayDataset
 from cascade_core.signals import FEATURE_NAMES, features_from_logprobs, normalize_answer
+from cascade_core.validation import StrictInt, validate_as
 
 CONFIDENCE_SIGNAL = "confidence_logprob"
 CONFIDENCE_FEATURES = ("conf_logprob", "conf_prob")
@@ -85,14 +88,44 @@ class FeatureSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> FeatureSpec:
+    def from_dict(
+        cls, data: Any, *, source: str = "feature spec", at: Sequence[str | int] = ()
+    ) -> FeatureSpec:
+        """The spec `to_dict` wrote, checked completely (`FeatureSpecFields`); errors are one
+        `InvalidInputError` naming ``source`` and the field's location ``at`` inside it."""
+        fields = validate_as(FeatureSpecFields, data, source, at)
         return cls(
-            model_names=tuple(data["model_names"]),  # type: ignore[arg-type]
-            tasks=tuple(data["tasks"]),  # type: ignore[arg-type]
-            embedding_dim=int(data["embedding_dim"]),  # type: ignore[arg-type]
-            posthoc_source=str(data["posthoc_source"]),
-            use_agreement=bool(data["use_agreement"]),
+            model_names=tuple(fields.model_names),
+            tasks=tuple(fields.tasks),
+            embedding_dim=fields.embedding_dim,
+            posthoc_source=fields.posthoc_source,
+            use_agreement=fields.use_agreement,
         )
+
+
+# Embeddings of common models have 384 to 3072 dimensions; a spec claiming more is corrupt,
+# and its column names would be built for every state.
+MAX_EMBEDDING_DIM = 16384
+
+
+class FeatureSpecFields(BaseModel):
+    """The JSON shape of a `FeatureSpec` (`FeatureSpec.to_dict`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+
+    model_names: list[Annotated[StrictStr, Field(min_length=1)]] = Field(min_length=1)
+    tasks: list[StrictStr]
+    embedding_dim: StrictInt = Field(ge=0, le=MAX_EMBEDDING_DIM)
+    posthoc_source: Literal["logprobs", "confidence", "none"]
+    use_agreement: StrictBool
+
+    @field_validator("model_names", "tasks")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"names must be unique; repeated: {repeated}")
+        return names
 
 
 def spec_for_dataset(dataset: ReplayDataset, embedding_dim: int = 0) -> FeatureSpec:

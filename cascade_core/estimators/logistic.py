@@ -8,10 +8,16 @@ prediction is one dot product and a sigmoid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import expit
+
+from cascade_core.errors import InvalidInputError
+from cascade_core.validation import StrictNumber, field_path, validate_as
 
 # The L2 penalty on the weights of standardised features: 1.0 is scikit-learn's default C=1.
 L2_PENALTY = 1.0
@@ -60,13 +66,45 @@ class LogisticModel:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> LogisticModel:
+    def from_dict(
+        cls,
+        data: Any,
+        n_features: int | None = None,
+        *,
+        source: str = "logistic model",
+        at: Sequence[str | int] = (),
+    ) -> LogisticModel:
+        """The model `to_dict` wrote, checked completely: finite numbers, positive scales,
+        and ``n_features`` (default: as many as ``coef`` has) in each of mean, scale, coef.
+
+        Errors are one `InvalidInputError` naming ``source`` and the field's location ``at``
+        inside it, so a bad profile fails when it is loaded, not on every request.
+        """
+        fields = validate_as(LogisticModelFields, data, source, at)
+        expected = len(fields.coef) if n_features is None else n_features
+        for name in ("mean", "scale", "coef"):
+            got = len(getattr(fields, name))
+            if got != expected:
+                raise InvalidInputError(
+                    f"{source}: {field_path([*at, name])}: expected {expected} numbers, got {got}"
+                )
         return cls(
-            mean=np.asarray(data["mean"], dtype=float),
-            scale=np.asarray(data["scale"], dtype=float),
-            coef=np.asarray(data["coef"], dtype=float),
-            intercept=float(data["intercept"]),  # type: ignore[arg-type]
+            mean=np.asarray(fields.mean, dtype=float),
+            scale=np.asarray(fields.scale, dtype=float),
+            coef=np.asarray(fields.coef, dtype=float),
+            intercept=fields.intercept,
         )
+
+
+class LogisticModelFields(BaseModel):
+    """The JSON shape of a `LogisticModel` (`LogisticModel.to_dict`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+
+    mean: list[StrictNumber]
+    scale: list[Annotated[StrictNumber, Field(gt=0)]]
+    coef: list[StrictNumber]
+    intercept: StrictNumber
 
 
 def fit_logistic(
