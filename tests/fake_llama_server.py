@@ -65,6 +65,7 @@ def make_handler(aliases: list[str], mode: str) -> type[BaseHTTPRequestHandler]:
                 log("ggml_backend_amx_mul_mat: general protection fault in ldtilecfg (fake)")
             if mode == "segv":
                 os.kill(os.getpid(), signal.SIGSEGV)  # SIG_DFL, set in main: the process dies
+                threading.Event().wait()  # delivery is asynchronous: answer nothing meanwhile
             if mode == "exit-139":
                 os._exit(139)
             if mode == "http-500":

@@ -123,6 +123,7 @@ def test_start_reports_a_server_that_dies_on_its_first_completion(
     assert f"log {log_file}" in first
     assert rest[0] == "Last lines of the server log:"
     assert any("general protection fault in ldtilecfg (fake)" in line for line in rest)
+    assert "completion 2 for" not in message  # it died on the first, unanswered
     assert "Traceback" not in message
     _assert_nothing_left(message)
 
