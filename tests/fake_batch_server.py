@@ -6,7 +6,12 @@ Deterministic per prompt, so a killed and resumed job can be checked row by row:
 * every token's logprob is -0.02 for a "sure" prompt and -3.0 for prompts containing
   ``UNSURE`` when the model is the small one (so the cascade escalates them);
 * prompts containing ``FAIL`` get HTTP 500 from every model (a per-row error);
-* each answer waits ``delay_s`` so a job lasts long enough to be killed mid-run.
+* each answer waits ``delay_s`` so a job lasts long enough to be killed mid-run;
+* ``hold()`` keeps every answer waiting until ``release()``, so a test can stop a job in the
+  middle without guessing how long anything takes.
+
+Requests are counted per model (``calls``) and per (model, prompt) (``prompt_calls``), on
+arrival: what a provider would bill, whether or not the client lived to read the answer.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -39,7 +45,10 @@ class FakeChatServer:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.calls: dict[str, int] = {}
+        self.prompt_calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,6 +63,8 @@ class FakeChatServer:
                 prompt = str(body["messages"][-1]["content"])
                 with server._lock:
                     server.calls[model] = server.calls.get(model, 0) + 1
+                    server.prompt_calls[model, prompt] += 1
+                server._open.wait()
                 time.sleep(server.delay_s)
                 if "FAIL" in prompt:
                     self._send({"error": {"message": "fake failure"}}, 500)
@@ -108,6 +119,17 @@ class FakeChatServer:
             },
         }
 
+    def hold(self) -> None:
+        """Keep every answer (from now on) waiting until `release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def requests(self) -> int:
+        with self._lock:
+            return sum(self.calls.values())
+
     @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
@@ -139,5 +161,6 @@ class FakeChatServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()  # no handler thread left waiting
         self._httpd.shutdown()
         self._httpd.server_close()

@@ -86,16 +86,20 @@ def test_journal_refuses_corruption_in_the_middle(tmp_path: Path) -> None:
     assert out.read_bytes().endswith(b'{"id": "b"}\n')  # nothing was cut
 
 
-def test_duplicate_input_ids_are_refused(tmp_path: Path) -> None:
+def test_duplicate_input_ids_are_refused_naming_both_lines(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
-    with FakeChatServer() as server, pytest.raises(InvalidInputError, match="duplicate id"):
-        run_batch_job(
-            RouterConfig.from_dict(server.config()),
-            source,
-            tmp_path / "out.jsonl",
-            progress=False,
-        )
+    with FakeChatServer() as server:
+        with pytest.raises(
+            InvalidInputError, match=rf"in.jsonl:2: duplicate id '1', also on {source}:1"
+        ):
+            run_batch_job(
+                RouterConfig.from_dict(server.config()),
+                source,
+                tmp_path / "out.jsonl",
+                progress=False,
+            )
+        assert server.calls == {}  # refused before any call
 
 
 # -- in process: per-row errors and bad rows ----------------------------------------

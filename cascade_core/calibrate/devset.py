@@ -2,13 +2,17 @@
 
 One JSON object per line::
 
-    {"id": "q1",                                  # optional; default: the line number
+    {"id": "q1",                                  # optional; default: line-<N>
      "messages": [{"role": "user", "content": "..."}],   # or "prompt": "..."
      "reference": "Paris",                        # optional: rows without one are unlabelled
      "grader": "exact",                           # optional: exact | contains | regex |
                                                   #   module:function (default: --grader)
      "params": {"max_tokens": 16, "temperature": 0},     # optional request parameters
      "task": "geography"}                         # optional tag (an ex-ante feature)
+
+Lines, ids and their rules are `cascade_core.jsonl`'s, shared with `batch`: a row that is not
+UTF-8 or not a JSON object, an unusable id, or a repeated id (both lines named) is refused,
+since calibrate refuses bad dev rows rather than recording them.
 
 Why unlabelled rows are allowed: lambda depends only on the router's own estimates and on
 costs, so prompts without a reference still tune it (they are answered but never graded).
@@ -17,7 +21,6 @@ costs, so prompts without a reference still tune it (they are answered but never
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from typing import Any
 
 from cascade_core.engine.request import build_request
 from cascade_core.errors import InvalidInputError
+from cascade_core.jsonl import RowIds, read_json_lines
 
 Grader = Callable[[str, Any, dict[str, Any]], float]
 BUILTIN_GRADERS = ("exact", "contains", "regex")
@@ -64,42 +68,32 @@ def row_messages(record: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": prompt}]
 
 
-def row_id(record: dict[str, Any], line_no: int) -> str:
-    """The row's id, or its line number: stable as long as the file is not reordered."""
-    value = record.get("id")
-    return f"line-{line_no}" if value is None else str(value)
-
-
 def load_dev_set(path: str | Path) -> list[DevRow]:
     path = Path(path)
     rows: list[DevRow] = []
-    seen: dict[str, int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise InvalidInputError(f"dev set: cannot read {path}: {error.strerror}") from None
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InvalidInputError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise InvalidInputError(f"{where}: expected a JSON object")
-        qid = row_id(record, line_no)
-        if qid in seen:
-            raise InvalidInputError(f"{where}: duplicate id {qid!r} (first on line {seen[qid]})")
-        seen[qid] = line_no
+    ids = RowIds(path)
+    for line in read_json_lines(path, "dev set"):
+        if line.record is None:
+            raise InvalidInputError(line.problem)
+        qid = ids.claim(line)
+        record = line.record
+        where = f"{path}:{line.number}"
         params = record.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidInputError(f"{where}: params must be an object of request parameters")
+        messages = row_messages(record, where)
         try:
-            request = build_request(row_messages(record, where), dict(params))
+            request = build_request(messages, dict(params))
         except InvalidInputError as error:
             raise InvalidInputError(f"{where}: {error}") from None
         grader = record.get("grader")
         if grader is not None:
-            resolve_grader(grader)  # fail on a typo now, not after paying for the calls
+            if not isinstance(grader, str):
+                raise InvalidInputError(f"{where}: grader must be a string (a name or module:fn)")
+            try:
+                resolve_grader(grader)  # fail on a typo now, not after paying for the calls
+            except InvalidInputError as error:
+                raise InvalidInputError(f"{where}: {error}") from None
         rows.append(
             DevRow(
                 id=qid,

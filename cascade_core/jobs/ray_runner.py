@@ -4,7 +4,7 @@ Only the model calls move to Ray: pending rows become a Ray dataset, ``map_batch
 them on a pool of actors (each builds one `CascadeEngine` and runs its batch with bounded
 concurrency), and the driver streams the results back and journals them exactly as the
 local runner does. Resume and exactly-once therefore work the same way: one writer, one
-output file, rows keyed by id.
+output file (locked by the driver for the whole run), rows keyed by id.
 
 Rows travel as JSON strings: nested, ragged messages would otherwise be forced into Arrow
 columns of one type.
@@ -77,20 +77,24 @@ def run_batch_job_ray(
     with_trace: bool = False,
     progress: bool = True,
 ) -> BatchSummary:
-    """Run the pending rows on Ray (``address``: a cluster, default a local Ray)."""
+    """Run the pending rows on Ray (``address``: a cluster, default a local Ray).
+
+    The output's lock is taken before Ray starts, so a second job on the same file is
+    refused at once rather than after a Ray start-up.
+    """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            num_cpus=num_cpus if address is None else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}},
-        )
-    pool = actors or max(1, int(ray.available_resources().get("CPU", 1)))
     with Journal(output_path) as journal:
         pending, total = pending_rows(input_path, journal.done)
+        if not ray.is_initialized():
+            ray.init(
+                address=address,
+                num_cpus=num_cpus if address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}},
+            )
+        pool = actors or max(1, int(ray.available_resources().get("CPU", 1)))
         skipped = total - len(pending)
         bar = CostProgress(total, "batch[ray]", enabled=progress, done=skipped)
         try:

@@ -1,30 +1,33 @@
 """`cascade-router batch`: route every row of a JSONL file through the live engine.
 
-Input rows: ``{"id": ..., "messages": [...] | "prompt": "...", "params": {...}}`` (id
-defaults to the line number). Output rows, one per input row, in completion order::
+Input rows: ``{"id": ..., "messages": [...] | "prompt": "...", "params": {...}}``; ids are
+unique by construction (`cascade_core.jsonl`: default ``line-N``, a repeated id is refused
+naming both lines). Output rows, one per input row, in completion order::
 
     {"id": "r1", "ok": true, "content": "...", "model": "small", "cost_usd": 1.2e-06,
      "models_run": ["small"], "escalated": false}
     {"id": "r2", "ok": false, "error": "AllModelsFailedError: ...", "cost_usd": 0.0}
 
-A row that fails (bad input, every model failed) is recorded, never fatal, so a large job
-finishes; filter on ``ok`` and rerun those rows as a new job if wanted.
+A row that fails (a line that is not UTF-8 or not a JSON object, bad input, every model
+failed) is recorded, never fatal, so a large job finishes; filter on ``ok`` and rerun those
+rows as a new job if wanted. Only a problem with the ids themselves stops the job, before
+anything runs: they are the key that makes a rerun skip what is done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cascade_core.calibrate.devset import row_id, row_messages
+from cascade_core.calibrate.devset import row_messages
 from cascade_core.engine.config import RouterConfig
 from cascade_core.errors import InvalidInputError
 from cascade_core.jobs.journal import Journal
 from cascade_core.jobs.progress import CostProgress
+from cascade_core.jsonl import RowIds, read_json_lines
 
 
 @dataclass(frozen=True)
@@ -37,32 +40,15 @@ class InputRow:
 
 
 def read_rows(path: str | Path) -> Iterator[InputRow]:
-    """Stream the input, refusing duplicate ids up front (exactly-once is keyed by id)."""
-    seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield InputRow(f"line-{line_no}", None, f"invalid JSON: {error.msg}")
-                continue
-            if not isinstance(record, dict):
-                yield InputRow(f"line-{line_no}", None, "expected a JSON object")
-                continue
-            key = row_id(record, line_no)
-            if key in seen:
-                raise InvalidInputError(
-                    f"{path}:{line_no}: duplicate id {key!r} (first on line {seen[key]}); "
-                    "ids must be unique for a resumable job"
-                )
-            seen[key] = line_no
-            yield InputRow(key, record)
+    """Stream the input; a line that is not a JSON object becomes a row with its problem."""
+    ids = RowIds(path)
+    for line in read_json_lines(path, "batch input"):
+        yield InputRow(ids.claim(line), line.record, line.problem)
 
 
 def pending_rows(path: str | Path, done: set[str]) -> tuple[list[InputRow], int]:
-    """Rows not yet in the output, and the number of input rows in total."""
+    """Rows not yet in the output, and the number of input rows in total (the whole input
+    is read first, so an id problem anywhere refuses the job before any call)."""
     rows = list(read_rows(path))
     return [row for row in rows if row.id not in done], len(rows)
 
@@ -165,9 +151,9 @@ def run_batch_job(
     progress: bool = True,
 ) -> BatchSummary:
     """Run the rows not yet in ``output_path`` with at most ``concurrency`` in flight."""
-    engine = make_engine(config)
     with Journal(output_path) as journal:
         pending, total = pending_rows(input_path, journal.done)
+        engine = make_engine(config)
         skipped = total - len(pending)
         bar = CostProgress(total, "batch", enabled=progress, done=skipped)
         try:
