@@ -81,7 +81,7 @@ def _is_union_member(part: str | int) -> bool:
 def _message(item: Any) -> str:
     kind = item["type"]
     if kind == "extra_forbidden":
-        return "unknown key; check the spelling against the documented fields"
+        return "unknown key (check the spelling against the documented fields)"
     if kind == "missing":
         return "required, but missing"
     if kind == "finite_number":
