@@ -12,6 +12,7 @@ float field accepts ``inf`` and ``nan`` (then every request fails far from the c
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
@@ -19,9 +20,11 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from cascade_core.errors import InvalidInputError
+from cascade_core.key_shapes import mask_keys
 
 # Messages past this many are summarised as a count: one line must stay readable.
 MAX_PROBLEMS_SHOWN = 5
+MAX_NAME_SHOWN = 40
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -44,8 +47,18 @@ MAX_COUNT = 2**31 - 1
 
 
 def field_path(location: Sequence[str | int]) -> str:
-    """``models.0.api_key_env``: the location of a field inside a document."""
-    return ".".join(str(part) for part in location)
+    """``models.0.api_key_env``: the location of a field inside a document. A key that is
+    not a short printable name (a document's keys may be anything) is shown quoted and cut,
+    so the message stays one readable line."""
+    return ".".join(_shown_part(part) for part in location)
+
+
+def _shown_part(part: str | int) -> str:
+    text = str(part)
+    if text.isprintable() and 0 < len(text) <= MAX_NAME_SHOWN:
+        return text
+    quoted = json.dumps(text[:MAX_NAME_SHOWN])
+    return quoted if len(text) <= MAX_NAME_SHOWN else quoted[:-1] + '..."'
 
 
 def describe_validation_error(
@@ -66,7 +79,8 @@ def describe_validation_error(
     shown = lines[:MAX_PROBLEMS_SHOWN]
     if len(lines) > len(shown):
         shown.append(f"and {len(lines) - len(shown)} more")
-    return f"{source}: " + "; ".join(shown)
+    # Locations name the document's keys, which may be anything, a pasted key included.
+    return mask_keys(f"{source}: " + "; ".join(shown))
 
 
 # How pydantic names the members of a union in an error's location: `str`, `list[str]`,

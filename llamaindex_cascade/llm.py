@@ -25,7 +25,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -34,6 +34,7 @@ from llama_index.core.llms.llm import ToolSelection
 from cascade_core.engine import CascadeEngine, CascadeResult, RouterConfig, TextDelta
 from cascade_core.engine.config import API_KEY_REFUSED
 from cascade_core.errors import InvalidInputError
+from cascade_core.validation import describe_validation_error
 from llamaindex_cascade.convert import (
     chat_response,
     to_openai_messages,
@@ -81,7 +82,10 @@ class CascadeRouterLLM(FunctionCallingLLM):
     def __init__(self, engine: CascadeEngine | RouterConfig | str | Path, **kwargs: Any) -> None:
         if "api_key" in kwargs:  # LlamaIndex's pydantic model would drop it without a word
             raise InvalidInputError(API_KEY_REFUSED)
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as error:  # its str() prints the input, which may be a key
+            raise InvalidInputError(describe_validation_error(error, "CascadeRouterLLM")) from None
         if isinstance(engine, CascadeEngine):
             self._engine = engine
         elif isinstance(engine, RouterConfig):

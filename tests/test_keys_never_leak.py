@@ -122,6 +122,9 @@ def test_adapters_refuse_a_key_in_api_key_env_and_in_api_key_without_echoing_it(
     with pytest.raises(InvalidInputError) as caught:
         CascadeRouterLLM(engine).complete("hi", api_key=key)
     assert str(caught.value) == API_KEY_REFUSED
+    with pytest.raises(InvalidInputError) as caught:  # a key in the wrong field
+        CascadeRouterLLM(engine, temperature=key)
+    assert "CascadeRouterLLM: temperature" in str(caught.value) and key not in str(caught.value)
 
 
 def test_the_key_variables_litellm_reads_by_itself_come_from_litellm() -> None:

@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from cascade_core.engine.redaction import looks_like_key
 from cascade_core.errors import InvalidInputError
+from cascade_core.key_shapes import looks_like_key, mask_keys
 from cascade_core.textfiles import TextFileError, read_text
 from cascade_core.validation import MAX_COUNT, Number, StrictInt, validate_as
 
@@ -251,7 +251,7 @@ def _parse_yaml(text: str, path: Path) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = error.problem or error.context or "syntax error"
+        problem = mask_keys(error.problem or error.context or "syntax error")
         raise InvalidInputError(
             f"{where}: invalid YAML ({problem}); fix the syntax there (indentation, a "
             "missing ':' or an unclosed quote or bracket)"

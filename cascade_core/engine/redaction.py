@@ -4,8 +4,8 @@ Three mechanisms, each closing one way a key escapes:
 
 * ``redact``: every error text the engine stores or raises passes through it. It replaces the
   current values of the key variables (`secrets_from_env`) and anything shaped like a key
-  (`KEY_SHAPES`: bearer tokens, ``sk-``/``xai-``/``hf_``/``gsk_``/``AIza``... prefixes, JWTs,
-  long hex or mixed-case base64 runs).
+  (`cascade_core.key_shapes`: bearer tokens, ``sk-``/``xai-``/``hf_``/``gsk_``/``AIza``...
+  prefixes, JWTs, long hex or mixed-case base64 runs).
 * Which variables hold keys: the ones the config names in ``api_key_env``, the ones LiteLLM
   reads by itself when a config names none (derived from LiteLLM's own environment check and
   provider tables, `litellm_key_variables`), and any variable named like a secret
@@ -28,20 +28,8 @@ import traceback
 import types
 from collections.abc import Iterable
 
-KEY_SHAPES = re.compile(
-    r"(?i:(bearer\s+))[A-Za-z0-9._~+/\-]{8,}=*"  # Authorization headers
-    r"|\b(?:sk|xai|pplx|nvapi|csk|glpat)-[A-Za-z0-9_\-]{12,}"  # sk-proj-..., xai-...
-    r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{12,}"  # Stripe-style
-    r"|\b(?:pk|rk|ak|key)-(?=[A-Za-z0-9_\-]*[0-9])[A-Za-z0-9_\-]{12,}"
-    r"|\b(?:hf|gsk|ghp|gho|ghu|ghs|ghr|github_pat|r8)_[A-Za-z0-9_]{16,}"  # hf_..., gsk_...
-    r"|\bAIza[0-9A-Za-z_\-]{30,}"  # Google API keys
-    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack tokens
-    r"|\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*"  # JWTs
-    r"|\b[0-9a-fA-F]{32,}\b"  # long hex (Azure keys, raw tokens)
-    r"|\b(?=[A-Z0-9]*[0-9])(?=[A-Z0-9]*[A-Z])[A-Z0-9]{20,}\b"  # AWS ids, upper-case keys
-    r"|(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[a-z])"
-    r"(?=[A-Za-z0-9_\-]*[A-Z])[A-Za-z0-9_\-]{32,}"  # long mixed-case base64url runs
-)
+from cascade_core.key_shapes import REDACTED, mask_keys
+
 # A variable whose name says it holds a secret; its value is scrubbed whether or not any config
 # names it (HF_TOKEN, MY_TEAM_API_KEY, AWS_SESSION_TOKEN, ...).
 SECRET_NAME = re.compile(
@@ -49,16 +37,10 @@ SECRET_NAME = re.compile(
     r"(?:_|$)",
     re.IGNORECASE,
 )
-REDACTED = "***"
 # Values shorter than this are not scrubbed when found by name alone: replacing a two-letter
 # value everywhere would garble messages and protect nothing.
 _MIN_IMPLICIT_SECRET = 8
 _MIN_CONFIGURED_SECRET = 4
-
-
-def looks_like_key(text: str) -> bool:
-    """Whether ``text`` contains something shaped like a credential (see `KEY_SHAPES`)."""
-    return KEY_SHAPES.search(text) is not None
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,7 +108,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret value and every key-shaped string replaced by ``***``."""
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    return KEY_SHAPES.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+    return mask_keys(text)
 
 
 # Loggers of the libraries a request passes through (provider error bodies that echo request

@@ -35,6 +35,7 @@ from cascade_core.estimators.quality import (
     LogisticQualityEstimator,
     StateKey,
 )
+from cascade_core.key_shapes import mask_keys
 from cascade_core.textfiles import TextFileError, read_text
 from cascade_core.validation import StrictInt, StrictNumber, validate_as
 
@@ -174,8 +175,10 @@ def _cost(cost: _Cost | None, spec: FeatureSpec, source: str) -> TokenCostModel 
         return None
     if tuple(cost.model_names) != spec.model_names:
         raise InvalidInputError(
-            f"{source}: cost.model_names: {cost.model_names} differ from "
-            f"features.model_names {list(spec.model_names)}"
+            mask_keys(
+                f"{source}: cost.model_names: {cost.model_names} differ from "
+                f"features.model_names {list(spec.model_names)}"
+            )
         )
     for name in ("input_price", "output_price", "expected_tokens_out"):
         if len(getattr(cost, name)) != spec.n_models:
@@ -190,7 +193,7 @@ def _shown(value: Any) -> str:
     """A short, safe rendering of a scalar from the file (never a long string)."""
     if isinstance(value, str) and len(value) > 20:
         return f"(a {len(value)}-character string)"
-    return repr(value)
+    return mask_keys(repr(value))
 
 
 def save_profile(
