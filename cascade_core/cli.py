@@ -22,7 +22,6 @@ from cascade_core.cli_errors import DEBUG_ENV, ErrorReportingGroup
 from cascade_core.cli_jobs import batch as batch_command
 from cascade_core.cli_jobs import calibrate as calibrate_command
 from cascade_core.cli_local import local_app
-from cascade_core.demo import DEFAULT_CONFIG
 
 app = typer.Typer(
     name="cascade-router",
@@ -60,12 +59,15 @@ def version() -> None:
 
 @app.command()
 def demo(
-    config: Annotated[Path, typer.Option(help="ladder config (YAML or JSON)")] = DEFAULT_CONFIG,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="ladder config (YAML or JSON; default: the embedded local ladder)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Ask about ten short questions through the live cascade and compare with the biggest
     model alone. Start the local models first: `cascade-router local start`."""
-    from cascade_core.demo import format_table, run_demo
+    from cascade_core.demo import DEFAULT_CONFIG, format_table, run_demo
 
-    report = run_demo(config)
+    report = run_demo(config or DEFAULT_CONFIG)
     typer.echo(json.dumps(report) if as_json else format_table(report))

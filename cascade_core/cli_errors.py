@@ -9,13 +9,14 @@ command registered later run inside one handler:
 * bad input (`InvalidInputError` and its family, such as `ReplayFormatError`; an OSError that
   names a file; a file that is not UTF-8; YAML/JSON syntax errors that escaped their reader)
   prints ``error: <one line naming the file, line or field and the fix>`` and exits 2;
-* the environment (an OSError without a file, such as a refused connection; a missing optional
-  package) prints ``error: ...`` and exits 1;
+* the environment (an OSError without a file, such as a refused connection; an optional
+  package that is not installed) prints ``error: ...`` and exits 1;
 * anything else is a bug in cascade-router: one line saying so, exit 1.
 
 ``--debug`` (a global option, before the sub-command) or ``CASCADE_ROUTER_DEBUG=1`` also
 prints the traceback (chained causes included) before the line. Typer's own usage errors
-(unknown option, bad value) keep their exit code 2 and their format. Every printed text goes
+(unknown option, bad value: `typer.TyperException`s, as Typer bundles its own click) keep
+their exit code 2 and their format. Every printed text goes
 through the key redactor: a message may quote a provider error that echoed a key.
 """
 
@@ -29,16 +30,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
-from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.errors import InvalidInputError
 
 __all__ = [
     "DEBUG_ENV",
-    "EXIT_ENVIRONMENT",
+    "EXIT_FAILURE",
     "EXIT_USER_ERROR",
     "ErrorReportingGroup",
     "describe",
@@ -47,7 +46,7 @@ __all__ = [
 
 DEBUG_ENV = "CASCADE_ROUTER_DEBUG"
 EXIT_USER_ERROR = 2
-EXIT_ENVIRONMENT = 1
+EXIT_FAILURE = 1
 _ARGV_KEY = "cascade_router.argv"
 # Values of variables named like credentials are scrubbed from everything printed, on top of
 # the key shapes `redact` knows: the CLI cannot know which variables a config will name.
@@ -61,6 +60,10 @@ def one_line(text: str) -> str:
 
 def scrub(text: str) -> str:
     """``text`` without API keys (configured variables' values and key-shaped strings)."""
+    # Imported here: the engine package loads LiteLLM (seconds), which `version` and
+    # `--help` do not need.
+    from cascade_core.engine.redaction import redact, secrets_from_env
+
     names = [name for name in os.environ if _SECRET_NAME.search(name)]
     secrets = [value for value in secrets_from_env(names) if len(value) >= 8]
     return redact(text, secrets)
@@ -122,15 +125,30 @@ def describe(error: BaseException, argv: list[str] | None = None) -> tuple[int, 
         option = _option_for(filename, argv)
         given = f"{option} {filename}" if option else filename
         return EXIT_USER_ERROR, f"{given}: {reason[:1].lower()}{reason[1:]}; check the path"
-    if isinstance(error, (OSError, ImportError)):
-        return EXIT_ENVIRONMENT, f"{type(error).__name__}: {error}"
-    return EXIT_ENVIRONMENT, (
+    if isinstance(error, OSError):
+        return EXIT_FAILURE, f"{type(error).__name__}: {error}"
+    if _missing_package(error):
+        says_how = re.search(r"\binstall\b", str(error))  # e.g. "...: pip install pandas"
+        fix = "" if says_how else "; install it (or the extra that provides it)"
+        return EXIT_FAILURE, f"{error}{fix}"
+    return EXIT_FAILURE, (
         f"internal error, a bug in cascade-router: {type(error).__name__}: {error}; please "
         f"report it with the traceback that --debug (or {DEBUG_ENV}=1) prints"
     )
 
 
-def _debug_requested(ctx: click.Context) -> bool:
+_OUR_PACKAGES = ("cascade_core", "langchain_cascade", "llamaindex_cascade")
+
+
+def _missing_package(error: BaseException) -> bool:
+    """An optional package that is not installed (or installed in an incompatible version),
+    as opposed to a broken import inside our own packages, which is a bug."""
+    if not isinstance(error, ImportError):
+        return False
+    return error.name is None or error.name.partition(".")[0] not in _OUR_PACKAGES
+
+
+def _debug_requested(ctx: typer.Context) -> bool:
     if ctx.params.get("debug"):
         return True
     return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
@@ -149,15 +167,15 @@ def report(error: BaseException, *, debug: bool, argv: list[str] | None = None) 
 class ErrorReportingGroup(TyperGroup):
     """The app's group: runs every sub-command inside `report` (see the module doc)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         ctx.meta[_ARGV_KEY] = list(args)  # to name the option behind a missing file
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise  # Typer's own usage errors and deliberate exits keep their behaviour
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # usage errors (Typer's click exceptions) and deliberate exits stay as they are
         except Exception as error:
             code = report(error, debug=_debug_requested(ctx), argv=ctx.meta.get(_ARGV_KEY))
             raise typer.Exit(code) from None

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cascade_core.cli_errors import one_line, scrub
-from cascade_core.engine.config import RouterConfig
+
+if TYPE_CHECKING:
+    from cascade_core.engine.config import RouterConfig
 
 
 def _load_config(
     config: Path, profile: Path | None = None, target_cost: float | None = None
 ) -> RouterConfig:
+    from cascade_core.engine.config import RouterConfig  # LiteLLM: only for the commands
+
     loaded = RouterConfig.from_file(config)
     if profile is not None:
         loaded = loaded.model_copy(update={"profile": profile})
