@@ -3,8 +3,9 @@
 What is generated: one ``model_list`` entry per ladder (``model: cascade/<name>``), optionally
 one per ladder model on its own (``--expose-models``: its key as ``os.environ/<VAR>``, never
 the value), the cascade provider and proxy hooks in ``litellm_settings``, and, with a Redis
-URL, the router's shared state in Redis (usage-based routing, whose rpm/tpm counters are what
-every replica checks). No database: virtual keys and spend logs are the user's to add.
+URL, the router's state in Redis, shared by every replica (the rpm/tpm counters LiteLLM's
+``enforce_model_rate_limits`` check increments atomically before each call). No database:
+virtual keys and spend logs are the user's to add.
 
 Merging a user's config: their entries for a ladder's model name add settings to it (``rpm``,
 ``tpm``, ``model_info``...), their other entries are kept, their ``litellm_settings``,
@@ -57,11 +58,17 @@ def build(
             "callbacks": callbacks,
         },
     }
+    router_settings: dict[str, Any] = {
+        # rpm/tpm set on a deployment are enforced before the call (in Redis when given),
+        # answering 429 at once instead of routing around the limit.
+        "optional_pre_call_checks": ["enforce_model_rate_limits"],
+        # The engine retries each model itself; a router retry would rerun the whole
+        # cascade and bill every draft again.
+        "model_group_retry_policy": {name: {"DefaultRetries": 0} for name in ladders},
+    }
     if redis:
-        config["router_settings"] = {
-            "redis_url": f"os.environ/{REDIS_URL_ENV}",
-            "routing_strategy": "usage-based-routing-v2",
-        }
+        router_settings["redis_url"] = f"os.environ/{REDIS_URL_ENV}"
+    config["router_settings"] = router_settings
     return config
 
 
