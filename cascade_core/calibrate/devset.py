@@ -21,11 +21,14 @@ costs, so prompts without a reference still tune it (they are answered but never
 from __future__ import annotations
 
 import importlib
+import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cascade_core.engine.request import build_request
 from cascade_core.errors import InvalidInputError
@@ -131,33 +134,83 @@ _BUILTIN: dict[str, Grader] = {"exact": _exact, "contains": _contains, "regex": 
 def resolve_grader(name: str) -> Grader:
     """A built-in grader by name, or ``module:function`` imported from the Python path.
 
-    A custom grader is called as ``fn(answer, reference, row)`` with the raw JSON row and
-    returns a bool or a score in [0, 1].
+    A custom grader is called as ``fn(answer, reference, row)``, ``row`` being
+    ``{"id": ..., "messages": [...]}``, and returns a bool or a number in [0, 1] (numpy
+    scalars count). Anything that stops the grader from being found (a module that fails to
+    import, whatever it raises) is one `InvalidInputError` naming the grader; the original
+    error is chained, so ``--debug`` shows where in the module it broke.
     """
+    if not isinstance(name, str):
+        raise InvalidInputError(
+            f"grader {_shown(name)}: expected a name ({', '.join(BUILTIN_GRADERS)}) "
+            "or module:function"
+        )
     if name in _BUILTIN:
         return _BUILTIN[name]
-    module_name, _, attribute = str(name).partition(":")
+    module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
         raise InvalidInputError(
             f"grader {name!r}: use one of {', '.join(BUILTIN_GRADERS)} or module:function"
         )
     try:
-        function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise InvalidInputError(f"grader {name!r}: cannot import ({error})") from None
+        module = importlib.import_module(module_name)
+    except Exception as error:  # user code runs on import: any error is the module's
+        raise InvalidInputError(
+            f"grader {name!r}: cannot import {module_name!r} ({type(error).__name__}: "
+            f"{error}); check the module is on the Python path and imports cleanly"
+        ) from error
+    function = getattr(module, attribute, None)
+    if function is None:
+        raise InvalidInputError(f"grader {name!r}: module {module_name!r} has no {attribute!r}")
     if not callable(function):
-        raise InvalidInputError(f"grader {name!r}: not callable")
+        raise InvalidInputError(f"grader {name!r}: {attribute!r} is not callable")
     return function
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short ``repr`` for messages (a grader may return a large array)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_score(value: Any) -> float | None:
+    """A bool or a real number in [0, 1] as a float; None for anything else (None, str,
+    NaN, arrays, complex numbers)."""
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        score = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return score if 0.0 <= score <= 1.0 else None  # NaN fails both comparisons
+
+
 def grade(row: DevRow, answer: str, default_grader: str) -> float:
-    """The row's score in [0, 1]; a grader returning something else is an error, not a 0."""
-    grader = resolve_grader(row.grader or default_grader)
-    score = grader(answer, row.reference, {"id": row.id, "messages": row.messages})
-    value = float(score)
-    if not 0.0 <= value <= 1.0:
+    """The row's score in [0, 1].
+
+    A grader that raises, or returns anything but a bool or a number in [0, 1], stops
+    calibrate with one `InvalidInputError` naming the grader, the row id and the fix; the
+    grader's own exception is chained (``--debug`` shows it). Why stop instead of scoring
+    the row 0 or skipping it: grading is deterministic user code, so the same row fails the
+    same way on every rerun, and a silent 0 would bias the fitted estimators. Nothing paid
+    is lost: every answer is in the response cache, so the rerun after the fix grades again
+    without calling a model.
+    """
+    name = row.grader or default_grader
+    grader = resolve_grader(name)
+    try:
+        score = grader(answer, row.reference, {"id": row.id, "messages": row.messages})
+    except Exception as error:
         raise InvalidInputError(
-            f"grader {row.grader or default_grader!r} gave {score!r} for row {row.id}; "
-            "return a bool or a score in [0, 1]"
+            f"grader {name!r} raised {type(error).__name__} ({error}) on row {row.id!r}; "
+            "fix the grader, then rerun (the answers are cached)"
+        ) from error
+    value = _as_score(score)
+    if value is None:
+        raise InvalidInputError(
+            f"grader {name!r} returned {_shown(score)} for row {row.id!r}; "
+            "return a bool or a number in [0, 1]"
         )
     return value
