@@ -92,14 +92,19 @@ class _Request:
         if isinstance(error, InvalidInputError):
             return litellm.BadRequestError(message, self.model, PROVIDER)
         if isinstance(error, AllModelsFailedError):
-            return litellm.ServiceUnavailableError(message, PROVIDER, self.model)
-        if isinstance(error, CascadeStreamError):
-            return litellm.APIConnectionError(message, PROVIDER, self.model)
-        if isinstance(error, CascadeError):
-            return litellm.InternalServerError(message, PROVIDER, self.model)
-        return litellm.InternalServerError(
-            f"cascade {self.ladder}: {type(error).__name__}: {message}", PROVIDER, self.model
-        )
+            failure: Exception = litellm.ServiceUnavailableError(message, PROVIDER, self.model)
+        elif isinstance(error, CascadeStreamError):
+            failure = litellm.APIConnectionError(message, PROVIDER, self.model)
+        elif isinstance(error, CascadeError):
+            failure = litellm.InternalServerError(message, PROVIDER, self.model)
+        else:
+            failure = litellm.InternalServerError(
+                f"cascade {self.ladder}: {type(error).__name__}: {message}", PROVIDER, self.model
+            )
+        # OpenAI's error bodies always carry a type; some of the proxy's error paths copy it
+        # from the exception as it is, and these exceptions carry none of their own.
+        failure.type = "server_error"  # type: ignore[attr-defined]
+        return failure
 
 
 class CascadeProvider(CustomLLM):
