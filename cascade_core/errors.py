@@ -21,3 +21,8 @@ class AllModelsFailedError(CascadeError):
         self.errors = dict(errors)
         details = "; ".join(f"{name}: {reason}" for name, reason in self.errors.items())
         super().__init__(f"no model produced an answer ({details})")
+
+
+class CascadeStreamError(CascadeError):
+    """A stream broke after part of its (final) answer had been sent to the caller: the
+    model failed mid-stream, or the streamed answer turned out unusable."""

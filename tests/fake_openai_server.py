@@ -31,6 +31,7 @@ import itertools
 import json
 import math
 import random
+import re
 import threading
 import time
 import zlib
@@ -51,6 +52,7 @@ FAULTS: tuple[str, ...] = (
     "missing_logprobs",
     "empty_content",
     "truncated",
+    "html_page",
 )
 STREAM_ONLY_FAULTS: tuple[str, ...] = ("midstream_stall",)
 
@@ -69,6 +71,13 @@ class FakeModel:
     # Spread of the logprob level across prompts, fixed per prompt (a hash of its text), so
     # the cascade sees confident and unsure answers while retries of one prompt agree.
     logprob_jitter: float = 0.0
+    # Bill the prompt like a real provider, from everything it was sent (messages, tools,
+    # response_format schema, images), with its own tokenizer (`billed_prompt_tokens`)
+    # instead of the fixed ``prompt_tokens``.
+    bill_whole_request: bool = False
+    # Ignore max_tokens and always answer with every scripted token, as some providers and
+    # self-hosted servers do.
+    ignore_max_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,37 @@ def _top_logprobs(token: str, logprob: float, n: int) -> list[dict[str, Any]]:
         alt = min(logprob, rest) - math.log(n) - 0.5 * i
         entries.append({"token": f"<alt{i}>", "logprob": alt, "bytes": None})
     return entries
+
+
+# The fake's own tokenizer: words, numbers and every punctuation mark are one token each,
+# which bills JSON schemas more heavily than tiktoken does. Images: OpenAI's price for a
+# 512x512 image at high detail (765) or low detail (85).
+_FAKE_TOKEN = re.compile(r"\w+|[^\w\s]")
+FAKE_IMAGE_TOKENS = {"low": 85, "high": 765, "auto": 765}
+
+
+def billed_prompt_tokens(body: dict[str, Any]) -> int:
+    """Input tokens the fake bills for a request: every message part, tool and schema."""
+    tokens = 0
+    for message in body.get("messages") or []:
+        tokens += 4  # role and separators
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                image = part.get("image_url")
+                detail = image.get("detail", "auto") if isinstance(image, dict) else "auto"
+                tokens += FAKE_IMAGE_TOKENS.get(detail, 765)
+            elif isinstance(part, dict):
+                tokens += len(_FAKE_TOKEN.findall(str(part.get("text", ""))))
+            elif part is not None:
+                tokens += len(_FAKE_TOKEN.findall(str(part)))
+        for call in message.get("tool_calls") or []:
+            tokens += len(_FAKE_TOKEN.findall(json.dumps(call)))
+    for field_name in ("tools", "tool_choice", "response_format"):
+        if body.get(field_name) is not None:
+            tokens += len(_FAKE_TOKEN.findall(json.dumps(body[field_name])))
+    return tokens
 
 
 def _jittered(model: FakeModel, body: dict[str, Any]) -> FakeModel:
@@ -254,6 +294,8 @@ class FakeOpenAIServer:
             return web.json_response({"error": {"message": "fake: bad request JSON"}}, status=400)
         name = str(body.get("model", ""))
         model = _jittered(self.models.get(name, FakeModel()), body)
+        if model.bill_whole_request:
+            model = replace(model, prompt_tokens=billed_prompt_tokens(body))
         stream = bool(body.get("stream"))
         fault = self._draw_fault(model, stream)
         with self._lock:
@@ -278,6 +320,11 @@ class FakeOpenAIServer:
                 status=429,
                 headers={"retry-after-ms": "10"},
             )
+        if fault == "html_page":  # a captive portal or misrouted proxy answering 200
+            return web.Response(
+                text="<!doctype html><html><body><h1>Sign in</h1></body></html>",
+                content_type="text/html",
+            )
         n_tokens, top = self._sizes(body, model)
         if fault == "truncated":
             n_tokens = max(1, n_tokens // 2)
@@ -296,7 +343,7 @@ class FakeOpenAIServer:
     def _sizes(self, body: dict[str, Any], model: FakeModel) -> tuple[int, int]:
         n_tokens = len(model.tokens)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-        if isinstance(max_tokens, int):
+        if isinstance(max_tokens, int) and not model.ignore_max_tokens:
             n_tokens = min(n_tokens, max_tokens)
         top = int(body.get("top_logprobs") or 0) if body.get("logprobs") else 0
         return n_tokens, top

@@ -213,7 +213,7 @@ def _check_result(result: CascadeResult, tally: Tally) -> None:
     trace = result.trace
     assert trace.cost_usd <= COST_CAP_USD + 1e-12, trace.as_dict()
     assert result.model in LABELS
-    assert trace.runs[-1].status in {"ok", "failed", "skipped", "aborted"}
+    assert trace.runs[-1].status in {"ok", "unusable", "failed", "skipped", "aborted"}
     assert any(r.model == result.model and r.status == "ok" for r in trace.runs)
     tally.cap_skips += sum(r.status == "skipped" and "cost cap" in r.reason for r in trace.runs)
     tally.texts.append(json.dumps(trace.as_dict()))

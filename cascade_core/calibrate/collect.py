@@ -17,44 +17,23 @@ import numpy as np
 from cascade_core.calibrate.cache import ResponseCache, request_key
 from cascade_core.calibrate.devset import DevRow, grade
 from cascade_core.engine.answers import ModelAnswer
-from cascade_core.engine.cascade_run import TOP_LOGPROBS
 from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.jobs.progress import CostProgress
 from cascade_core.replay import ReplayDataset
 
-_REQUEST_PARAMS = (
-    "temperature",
-    "stop",
-    "seed",
-    "top_p",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "max_tokens",
-)
-
 
 def call_kwargs(model: LadderModel, row: DevRow, config: RouterConfig) -> dict[str, Any]:
-    """LiteLLM arguments for one model on one row, as `CascadeRun` builds them."""
-    kwargs: dict[str, Any] = {
-        "model": model.spec.model,
-        "messages": row.messages,
-        "num_retries": config.num_retries,
-        "max_retries": 0,
-        "timeout": config.timeout_s,
-        **model.spec.extra_params,
-    }
-    if model.spec.api_base:
-        kwargs["api_base"] = model.spec.api_base
-    for name in _REQUEST_PARAMS:
-        if row.params.get(name) is not None:
-            kwargs[name] = row.params[name]
-    if model.supports_logprobs:
-        kwargs["logprobs"] = True
-        kwargs["top_logprobs"] = max(TOP_LOGPROBS, int(row.params.get("top_logprobs") or 0))
-    return kwargs
+    """LiteLLM arguments for one model on one row: exactly what the live engine sends."""
+    return provider_kwargs(
+        model,
+        {"messages": row.messages, **row.params},
+        num_retries=config.num_retries,
+        timeout_s=config.timeout_s,
+        max_tokens=row.params.get("max_tokens"),
+    )
 
 
 @dataclass
@@ -62,6 +41,7 @@ class Collected:
     """Answers (n, k) with their actual and estimated cost; None where a call failed."""
 
     rows: list[DevRow]
+    config: RouterConfig
     ladder: tuple[LadderModel, ...]
     answers: list[list[ModelAnswer | None]]
     errors: dict[tuple[int, int], str]
@@ -83,8 +63,11 @@ class Collected:
         cost = np.zeros((len(self.rows), len(self.ladder)))
         for i, row in enumerate(self.rows):
             for j, model in enumerate(self.ladder):
-                tokens = model.count_input_tokens(row.messages, row.params.get("tools"))
-                cost[i, j] = model.expected_cost(tokens, row.params.get("max_tokens"))
+                kwargs = call_kwargs(model, row, self.config)
+                tokens = model.count_input_tokens(kwargs)
+                cost[i, j] = model.expected_cost(
+                    tokens, row.params.get("max_tokens"), int(kwargs.get("n") or 1)
+                )
         return cost
 
     def complete_rows(self) -> list[int]:
@@ -178,6 +161,7 @@ async def collect(
         bar.close()
     return Collected(
         rows=rows,
+        config=config,
         ladder=ladder,
         answers=answers,
         errors=errors,

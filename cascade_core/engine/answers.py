@@ -103,6 +103,7 @@ class DraftAssembler:
         self._calls: dict[int, dict[str, Any]] = {}
         self._logprobs: list[dict[str, Any]] = []
         self._saw_logprobs = False
+        self._deltas = 0
         self.accumulator = LogprobAccumulator()
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
@@ -111,6 +112,12 @@ class DraftAssembler:
     @property
     def n_tokens(self) -> int:
         return self.accumulator.n_tokens
+
+    @property
+    def n_pieces(self) -> int:
+        """Tokens received so far: logprob entries, or text/argument deltas when a provider
+        sends no logprobs (one delta carries one token or more)."""
+        return max(self.accumulator.n_tokens, self._deltas)
 
     def add(self, chunk: Any) -> tuple[str, list[dict[str, Any]]]:
         """Take one chunk; return its text delta and its token logprob entries."""
@@ -126,8 +133,10 @@ class DraftAssembler:
         text = (_get(delta, "content") or "") if delta is not None else ""
         if text:
             self._text.append(text)
+            self._deltas += 1
         for call in (_get(delta, "tool_calls") or []) if delta is not None else []:
             self._merge_tool_call(call)
+            self._deltas += 1
         if _get(choice, "finish_reason"):
             self.finish_reason = _get(choice, "finish_reason")
         items = _get(_get(choice, "logprobs"), "content")

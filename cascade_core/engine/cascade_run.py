@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cascade_core.engine.answers import ModelAnswer
-from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
 from cascade_core.engine.live_estimates import Judgement, LiveEstimator
+from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun
-from cascade_core.errors import AllModelsFailedError
+from cascade_core.errors import AllModelsFailedError, CascadeStreamError
 from cascade_core.estimates import QueryEstimates
+from cascade_core.signals import message_signals
 from cascade_core.strategies import Routing, Strategy
 from cascade_core.strategies.mixed import MixedStrategy
-
-TOP_LOGPROBS = 5  # alternatives per token: enough for entropy and margin features
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,17 @@ class ModelCall:
     params: dict[str, Any]
     final: bool
     estimated_cost: float
+    allowance_usd: float | None = None  # what the cost cap left for this call
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """Output tokens the call may bill at most (all choices), or None when unbounded."""
+        max_tokens = self.params.get("max_tokens")
+        return None if max_tokens is None else int(max_tokens) * self.choices
+
+    @property
+    def choices(self) -> int:
+        return int(self.params.get("n") or 1)
 
     def kwargs(self, stream: bool) -> dict[str, Any]:
         """LiteLLM keyword arguments, API key included (read from the environment now)."""
@@ -84,19 +96,32 @@ class CascadeRun:
             else strategy
         )
         self.trace = CascadeTrace(strategy=self.strategy.name)
+        # What each model would be sent (max_tokens aside): the cost estimates and the cap
+        # count exactly these arguments, so nothing sent can escape the count.
+        self.base_params = [
+            provider_kwargs(
+                m,
+                request,
+                num_retries=parts.num_retries,
+                timeout_s=parts.timeout_s,
+                max_tokens=request.get("max_tokens"),
+            )
+            for m in ladder
+        ]
         self.input_tokens = [
-            m.count_input_tokens(request["messages"], request.get("tools")) for m in ladder
+            m.count_input_tokens(p) for m, p in zip(ladder, self.base_params, strict=True)
         ]
         self.cost = np.array(
             [
-                m.expected_cost(n, request.get("max_tokens"))
-                for m, n in zip(ladder, self.input_tokens, strict=True)
+                m.expected_cost(n, request.get("max_tokens"), int(p.get("n") or 1))
+                for m, n, p in zip(ladder, self.input_tokens, self.base_params, strict=True)
             ]
         )
         self.ex_ante = parts.estimator.ex_ante(request)
         self.judgements: dict[int, Judgement] = {}
         self.answers: dict[int, ModelAnswer] = {}
         self.spent = 0.0
+        self.halted: str | None = None  # set when a call broke the cap: nothing more runs
         for model, tokens in zip(ladder, self.input_tokens, strict=True):
             if model.context_window is not None and tokens > model.context_window:
                 self._skip(
@@ -109,6 +134,9 @@ class CascadeRun:
     def next_call(self) -> ModelCall | None:
         """The next model to run, or None when the request is done."""
         while True:
+            if self.halted is not None:
+                self.trace.stop_reason = self.halted
+                return None
             ran = frozenset(self.judgements)
             if len(ran) == len(self.parts.ladder):
                 self.trace.stop_reason = self.trace.stop_reason or "every model has been tried"
@@ -138,11 +166,15 @@ class CascadeRun:
 
     def _prepare(self, model: LadderModel) -> ModelCall | None:
         """Build the call, or skip the model when the cost cap cannot afford it."""
-        max_tokens = self.request.get("max_tokens")
+        params = dict(self.base_params[model.index])
+        max_tokens = params.get("max_tokens")
         tokens_in = self.input_tokens[model.index]
+        choices = int(params.get("n") or 1)
         cap = self.parts.max_cost_usd
+        allowance = None
         if cap is not None:
-            affordable = model.affordable_output_tokens(tokens_in, cap - self.spent)
+            allowance = cap - self.spent
+            affordable = model.affordable_output_tokens(tokens_in, allowance, choices)
             if max_tokens is None or max_tokens > affordable:
                 max_tokens = affordable
             if max_tokens < 1:
@@ -150,44 +182,14 @@ class CascadeRun:
                     model, f"cost cap: {cap:.6g} USD per request leaves no room for this model"
                 )
                 return None
-        params = self._params(model, max_tokens)
+            params["max_tokens"] = int(max_tokens)
         return ModelCall(
             model=model,
             params=params,
             final=self._is_final(model),
             estimated_cost=float(self.cost[model.index]),
+            allowance_usd=allowance,
         )
-
-    def _params(self, model: LadderModel, max_tokens: int | None) -> dict[str, Any]:
-        request = self.request
-        params: dict[str, Any] = {
-            "model": model.spec.model,
-            "messages": request["messages"],
-            "num_retries": self.parts.num_retries,
-            # LiteLLM does the retrying; the OpenAI client's own retries would multiply it.
-            "max_retries": 0,
-            "timeout": self.parts.timeout_s,
-            **model.spec.extra_params,
-        }
-        if model.spec.api_base:
-            params["api_base"] = model.spec.api_base
-        for name in (
-            "tools",
-            "tool_choice",
-            "response_format",
-            "temperature",
-            "stop",
-            "seed",
-            "top_p",
-        ):
-            if request.get(name) is not None:
-                params[name] = request[name]
-        if max_tokens is not None:
-            params["max_tokens"] = int(max_tokens)
-        if model.supports_logprobs:
-            params["logprobs"] = True
-            params["top_logprobs"] = max(TOP_LOGPROBS, int(request.get("top_logprobs") or 0))
-        return params
 
     def _is_final(self, model: LadderModel) -> bool:
         """True when no other model can run after this one, so its answer is the answer."""
@@ -203,26 +205,26 @@ class CascadeRun:
     # -- outcomes ----------------------------------------------------------------------
 
     def record_answer(self, call: ModelCall, answer: ModelAnswer, latency_s: float) -> None:
+        """Score an answer; an unusable one (empty, refused, filtered) is paid but never
+        returned, and a call that broke the cost cap stops the cascade."""
         model = call.model
-        judgement = self.parts.estimator.judge(model.index, answer, self.request)
-        prompt_tokens = (
-            answer.prompt_tokens
-            if answer.prompt_tokens is not None
-            else self.input_tokens[model.index]
-        )
-        completion_tokens = answer.completion_tokens
-        if completion_tokens is None:
-            completion_tokens = len(answer.logprobs) if answer.logprobs is not None else 0
+        prompt_tokens, completion_tokens = self._billed_tokens(call, answer)
         cost = model.actual_cost(prompt_tokens, completion_tokens)
         self.spent += cost
+        overrun = self._overrun(call, cost, completion_tokens)
+        problem = message_signals(answer.message(), answer.finish_reason).unusable_reason
+        if problem is None:
+            judgement = self.parts.estimator.judge(model.index, answer, self.request)
+            self.answers[model.index] = answer
+        else:
+            judgement = Judgement(0.0, "unusable answer")
         self.judgements[model.index] = judgement
-        self.answers[model.index] = answer
         self.trace.runs.append(
             ModelRun(
                 model=model.label,
                 index=model.index,
-                status="ok",
-                reason="answered",
+                status="ok" if problem is None else "unusable",
+                reason=problem or "answered",
                 ex_ante_quality=float(self.ex_ante[model.index]),
                 post_hoc_quality=judgement.quality,
                 quality_basis=judgement.basis,
@@ -232,8 +234,47 @@ class CascadeRun:
                 cost_usd=cost,
                 estimated_cost_usd=call.estimated_cost,
                 latency_ms=latency_s * 1000,
+                cap_overrun=overrun,
             )
         )
+
+    def _billed_tokens(self, call: ModelCall, answer: ModelAnswer) -> tuple[int, int]:
+        """(prompt, completion) tokens as the provider reported them; where it did not (a
+        stream closed early, a provider without usage), the upper bound the cap assumed for
+        the input and the answer's own token count for the output."""
+        prompt = answer.prompt_tokens
+        if prompt is None:
+            prompt = math.ceil(self.input_tokens[call.model.index] * INPUT_TOKEN_MARGIN)
+        completion = answer.completion_tokens
+        if completion is None:
+            arguments = "".join(
+                str((c.get("function") or {}).get("arguments") or "") for c in answer.tool_calls
+            )
+            completion = max(
+                len(answer.logprobs or []),
+                call.model.count_output_tokens(answer.content + arguments),
+            )
+        return int(prompt), int(completion)
+
+    def _overrun(self, call: ModelCall, cost: float, completion_tokens: int) -> str | None:
+        """Why a call broke the cost cap's assumptions (then nothing more runs), or None."""
+        problems = []
+        limit = call.max_output_tokens
+        if limit is not None and completion_tokens > limit:
+            problems.append(
+                f"{call.model.label} returned {completion_tokens} output tokens with "
+                f"max_tokens={call.params['max_tokens']}"
+            )
+        if call.allowance_usd is not None and cost > call.allowance_usd * (1 + 1e-9) + 1e-15:
+            problems.append(
+                f"{call.model.label} cost {cost:.6g} USD with {call.allowance_usd:.6g} USD "
+                "left under the cap"
+            )
+        if not problems:
+            return None
+        reason = "cost cap overrun: " + "; ".join(problems)
+        self.halted = f"{reason}; no further model runs"
+        return reason
 
     def record_failure(self, call: ModelCall, error: BaseException, latency_s: float) -> None:
         """A failed model counts as quality 0; the strategy goes on without it."""
@@ -259,10 +300,10 @@ class CascadeRun:
     ) -> None:
         """A draft stopped early because escalation was already certain: paid, not usable."""
         model = call.model
-        completion_tokens = len(draft.logprobs or [])
-        prompt_tokens = self.input_tokens[model.index]
+        prompt_tokens, completion_tokens = self._billed_tokens(call, draft)
         cost = model.actual_cost(prompt_tokens, completion_tokens)
         self.spent += cost
+        overrun = self._overrun(call, cost, completion_tokens)
         self.judgements[model.index] = Judgement(0.0, "aborted")
         self.trace.runs.append(
             ModelRun(
@@ -279,6 +320,7 @@ class CascadeRun:
                 cost_usd=cost,
                 estimated_cost_usd=call.estimated_cost,
                 latency_ms=latency_s * 1000,
+                cap_overrun=overrun,
             )
         )
 
@@ -314,6 +356,10 @@ class CascadeRun:
 
     # -- answer ------------------------------------------------------------------------
 
+    def _run_reason(self, index: int) -> str:
+        runs = [r for r in self.trace.runs if r.index == index]
+        return runs[-1].reason if runs else "not run"
+
     def result(self, committed: int | None = None) -> CascadeResult:
         """The run model with the best post-hoc estimate (ex-ante when it gave no signal).
 
@@ -321,16 +367,21 @@ class CascadeRun:
         live as the final model): text that was sent cannot be taken back, so that answer is
         the answer, and the trace says when another model had scored higher.
         """
-        if not self.answers:
-            errors = {run.model: run.error or run.reason for run in self.trace.runs}
-            raise AllModelsFailedError(errors)
 
         def score(index: int) -> tuple[float, float]:
             value = self.judgements[index].quality
             return (self.ex_ante[index] if value is None else value, self.cost[index])
 
+        if committed is not None and committed not in self.answers:
+            raise CascadeStreamError(
+                f"{self.parts.ladder[committed].label}'s streamed answer turned out unusable "
+                f"({self._run_reason(committed)}) after part of it was sent"
+            )
+        if not self.answers:
+            errors = {run.model: run.error or run.reason for run in self.trace.runs}
+            raise AllModelsFailedError(errors)
         best = max(self.answers, key=score)
-        if committed is not None and committed in self.answers and committed != best:
+        if committed is not None and committed != best:
             self.trace.decisions.append(
                 f"kept {self.parts.ladder[committed].label}: its answer was already streamed "
                 f"({self.parts.ladder[best].label} scored higher)"

@@ -24,7 +24,7 @@ from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimato
 from cascade_core.engine.redaction import protect_logs
 from cascade_core.engine.request import build_request
 from cascade_core.engine.trace import CascadeResult
-from cascade_core.errors import CascadeError, InvalidInputError
+from cascade_core.errors import CascadeStreamError, InvalidInputError
 
 # Check a streamed draft for early abort every this many tokens: often enough to save most
 # of a hopeless draft, rarely enough that the check costs nothing next to token latency.
@@ -47,10 +47,6 @@ class Finished:
 
 
 StreamEvent = TextDelta | Finished
-
-
-class CascadeStreamError(CascadeError):
-    """A model failed mid-stream after part of its (final) answer had been sent."""
 
 
 class CascadeEngine:
@@ -132,7 +128,7 @@ class CascadeEngine:
                 stream = litellm.completion(**call.kwargs(stream=True))
                 for chunk in stream:
                     yield from draft.take(chunk)
-                    if draft.aborted:
+                    if draft.stopped:
                         _close(stream)
                         break
             except Exception as error:
@@ -154,7 +150,7 @@ class CascadeEngine:
                 async for chunk in stream:
                     for event in draft.take(chunk):
                         yield event
-                    if draft.aborted:
+                    if draft.stopped:
                         await _aclose(stream)
                         break
             except Exception as error:
@@ -167,7 +163,8 @@ class CascadeEngine:
 
 
 class _Draft:
-    """One streamed model call: buffers or forwards its text, watches for early abort."""
+    """One streamed model call: buffers or forwards its text, watches for early abort and
+    for a provider that streams past ``max_tokens`` (then the stream is cut there)."""
 
     def __init__(self, run: CascadeRun, call: ModelCall) -> None:
         self.run = run
@@ -176,10 +173,19 @@ class _Draft:
         self.started = time.perf_counter()
         self.forwarded = False
         self.aborted = False
+        self.overran = False
         self._checked_at = 0
+
+    @property
+    def stopped(self) -> bool:
+        """True once the driver must close the provider stream."""
+        return self.aborted or self.overran
 
     def take(self, chunk: Any) -> list[TextDelta]:
         text, logprobs = self.assembler.add(chunk)
+        limit = self.call.max_output_tokens
+        if limit is not None and self.assembler.n_pieces > limit:
+            self.overran = True
         if self.call.final:
             if text:
                 self.forwarded = True

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import litellm
 
 from cascade_core.engine.config import ModelSpec
+from cascade_core.engine.prompt_tokens import input_token_bound
 from cascade_core.errors import InvalidInputError
 
 # Tokenizers differ between providers; the cost cap uses this margin on LiteLLM's count so
@@ -71,31 +73,42 @@ class LadderModel:
             )
         return key
 
-    def count_input_tokens(self, messages: list[dict[str, Any]], tools: Any = None) -> int:
-        return int(litellm.token_counter(model=self.spec.model, messages=messages, tools=tools))
+    def count_input_tokens(self, params: Mapping[str, Any]) -> int:
+        """Input tokens of the exact keyword arguments sent (`prompt_tokens`), no I/O."""
+        return input_token_bound(self.spec.model, params)
 
-    def expected_cost(self, input_tokens: int, max_tokens: int | None) -> float:
+    def count_output_tokens(self, text: str) -> int:
+        """Tokens of an answer whose usage the provider did not report."""
+        if not text:
+            return 0
+        return int(litellm.token_counter(model=self.spec.model, text=text))
+
+    def expected_cost(self, input_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
         """Cost estimate for the strategy: the expected output length, capped by max_tokens."""
         output = self.spec.expected_output_tokens
         if max_tokens is not None:
             output = min(output, max_tokens)
-        return input_tokens * self.input_cost_per_token + output * self.output_cost_per_token
+        return input_tokens * self.input_cost_per_token + choices * output * (
+            self.output_cost_per_token
+        )
 
-    def worst_case_cost(self, input_tokens: int, max_tokens: int) -> float:
+    def worst_case_cost(self, input_tokens: int, max_tokens: int, choices: int = 1) -> float:
         """Upper bound for the hard cap: margin on the input, every allowed output token."""
         return (
             input_tokens * INPUT_TOKEN_MARGIN * self.input_cost_per_token
-            + max_tokens * self.output_cost_per_token
+            + choices * max_tokens * self.output_cost_per_token
         )
 
-    def affordable_output_tokens(self, input_tokens: int, allowance: float) -> int:
-        """The most output tokens that keep a call within ``allowance`` USD."""
+    def affordable_output_tokens(
+        self, input_tokens: int, allowance: float, choices: int = 1
+    ) -> int:
+        """The most output tokens per choice that keep a call within ``allowance`` USD."""
         left = allowance - input_tokens * INPUT_TOKEN_MARGIN * self.input_cost_per_token
         if left < 0:
             return 0
         if self.output_cost_per_token == 0:
             return 2**31 - 1
-        return max(0, math.floor(left / self.output_cost_per_token))
+        return max(0, math.floor(left / (choices * self.output_cost_per_token)))
 
     def actual_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (

@@ -12,7 +12,8 @@ is configured:
   (Gupta et al. 2024 find mean-logprob among the strongest single cascade signals); certain.
 * post-hoc, tool calls: the prior times the share of calls whose tool exists and whose
   arguments validate against its schema (providers return no logprobs for arguments).
-* post-hoc, unusable answers (empty, refused, filtered) and failed calls: 0, certain.
+* post-hoc, unusable answers (empty, refused, filtered) and failed calls: 0, certain (the run
+  decides this before any estimator sees the answer, so a profile cannot score them).
 * post-hoc, text without logprobs: nothing is learnt; the ex-ante estimate and its uncertainty
   stay. Logprobs are never invented.
 """
@@ -73,14 +74,13 @@ class DefaultEstimator:
         return self.priors.copy()
 
     def judge(self, model: int, answer: ModelAnswer, request: Mapping[str, Any]) -> Judgement:
+        """Score a usable answer (`CascadeRun` has already set unusable ones aside)."""
         signals = message_signals(answer.message(), answer.finish_reason)
         flags = {
             "truncated": float(signals.truncated),
             "empty": float(signals.empty_content),
             "refused": float(signals.refused),
         }
-        if signals.empty_content or signals.refused or signals.content_filtered:
-            return Judgement(0.0, "unusable answer", flags)
         if answer.tool_calls:
             checks = check_tool_calls(
                 answer.message(), request.get("tools"), request.get("tool_choice")
@@ -160,9 +160,6 @@ class ProfileEstimator:
         return quality
 
     def judge(self, model: int, answer: ModelAnswer, request: Mapping[str, Any]) -> Judgement:
-        signals = message_signals(answer.message(), answer.finish_reason)
-        if signals.empty_content or signals.refused or signals.content_filtered:
-            return Judgement(0.0, "unusable answer")
         features = dict(answer.features.as_dict()) if answer.features is not None else {}
         observation = QueryObservation(
             prompt=prompt_text(request), posthoc={model: features}, answers={model: answer.content}

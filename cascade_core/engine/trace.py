@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 from cascade_core.engine.answers import ModelAnswer
 
-RunStatus = Literal["ok", "failed", "skipped", "aborted"]
+RunStatus = Literal["ok", "unusable", "failed", "skipped", "aborted"]
 
 
 @dataclass
 class ModelRun:
-    """One model of the ladder in one request: run, failed, skipped or aborted early."""
+    """One model of the ladder in one request: answered, answered unusably (empty, refused,
+    filtered), failed, skipped or aborted early."""
 
     model: str
     index: int
@@ -32,6 +33,7 @@ class ModelRun:
     estimated_cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
+    cap_overrun: str | None = None  # set when this call broke the cost cap's assumptions
 
 
 @dataclass
@@ -57,7 +59,7 @@ class CascadeTrace:
 
     @property
     def models_run(self) -> list[str]:
-        return [run.model for run in self.runs if run.status in ("ok", "aborted", "failed")]
+        return [run.model for run in self.runs if run.status != "skipped"]
 
     def as_dict(self) -> dict[str, Any]:
         return {

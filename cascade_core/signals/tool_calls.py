@@ -282,6 +282,21 @@ class ResponseSignals:
     empty_content: bool
     has_tool_calls: bool
 
+    @property
+    def unusable_reason(self) -> str | None:
+        """Why this answer cannot be returned to a caller at all, or None when it can.
+
+        Truncation is not here: a truncated answer is still an answer (the estimators score
+        it); empty, refused and filtered ones are not.
+        """
+        if self.refused:
+            return "the model refused"
+        if self.content_filtered:
+            return "the provider's content filter stopped the answer"
+        if self.empty_content:
+            return "empty answer (no text and no tool calls)"
+        return None
+
 
 def _text_of(content: Any) -> str:
     """Text of ``message.content``: a string, or a list of parts with ``text``."""
