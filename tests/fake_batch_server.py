@@ -7,8 +7,9 @@ Deterministic per prompt, so a killed and resumed job can be checked row by row:
   ``UNSURE`` when the model is the small one (so the cascade escalates them);
 * prompts containing ``FAIL`` get HTTP 500 from every model (a per-row error);
 * each answer waits ``delay_s`` so a job lasts long enough to be killed mid-run;
-* ``hold()`` keeps every answer waiting until ``release()``, so a test can stop a job in the
-  middle without guessing how long anything takes.
+* ``hold(after=n)`` answers n more requests, then keeps every later answer waiting until
+  ``release()``, so a test can stop a job in the middle without guessing how long anything
+  takes.
 
 Requests are counted per model (``calls``) and per (model, prompt) (``prompt_calls``), on
 arrival: what a provider would bill, whether or not the client lived to read the answer.
@@ -49,6 +50,7 @@ class FakeChatServer:
         self._lock = threading.Lock()
         self._open = threading.Event()
         self._open.set()
+        self._free = 0  # requests still answered while held
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +66,11 @@ class FakeChatServer:
                 with server._lock:
                     server.calls[model] = server.calls.get(model, 0) + 1
                     server.prompt_calls[model, prompt] += 1
-                server._open.wait()
+                    passes = server._open.is_set() or server._free > 0
+                    if not server._open.is_set() and server._free > 0:
+                        server._free -= 1
+                if not passes:
+                    server._open.wait()
                 time.sleep(server.delay_s)
                 if "FAIL" in prompt:
                     self._send({"error": {"message": "fake failure"}}, 500)
@@ -119,12 +125,17 @@ class FakeChatServer:
             },
         }
 
-    def hold(self) -> None:
-        """Keep every answer (from now on) waiting until `release`."""
-        self._open.clear()
+    def hold(self, after: int = 0) -> None:
+        """Answer ``after`` more requests, then keep every later answer waiting until
+        `release`."""
+        with self._lock:
+            self._free = after
+            self._open.clear()
 
     def release(self) -> None:
-        self._open.set()
+        with self._lock:
+            self._free = 0
+            self._open.set()
 
     def requests(self) -> int:
         with self._lock:

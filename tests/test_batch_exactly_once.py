@@ -83,6 +83,19 @@ def test_a_file_that_is_not_a_cache_is_one_input_error(tmp_path: Path) -> None:
         pass
 
 
+def test_ray_path_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    from cascade_core.engine import RouterConfig
+    from cascade_core.jobs.ray_runner import run_batch_job_ray
+
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(source, 3)
+    with FakeChatServer() as server, Journal(out):
+        with pytest.raises(FileInUseError, match=rf"pid {os.getpid()}\b"):
+            run_batch_job_ray(RouterConfig.from_dict(server.config()), source, out)
+        assert not ray.is_initialized() and server.calls == {}
+
+
 _HOLDER = """
 import sys, time
 from cascade_core.jobs.journal import Journal

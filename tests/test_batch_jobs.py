@@ -141,32 +141,35 @@ def test_sigkill_mid_run_then_resume_leaves_each_row_exactly_once(tmp_path: Path
     source = tmp_path / "in.jsonl"
     prompts = write_input(source, n_rows)
     out = tmp_path / "out.jsonl"
-    with FakeChatServer(delay_s=0.03) as server:
+    with FakeChatServer() as server:
         config = tmp_path / "ladder.yaml"
-        config.write_text(yaml.safe_dump(server.config()))
+        # Answers are held while a run is killed: the timeout only guards against a hang.
+        config.write_text(yaml.safe_dump({**server.config(), "timeout_s": 300}))
         command = [
             str(CLI), "batch", "--config", str(config), str(source), str(out),
             "--concurrency", "6", "--no-progress",
         ]  # fmt: skip
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        kills = 0
         for threshold in (5, 25, 50):
+            # Enough answers for `threshold` lines (a row takes at most two calls, and six
+            # rows in flight may each hold one), then the server holds the rest: the run is
+            # killed mid-job however fast or slow the machine is.
+            server.hold(after=2 * (threshold - _lines(out)) + 12)
             process = subprocess.Popen(
                 command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
-            deadline = time.monotonic() + 60
-            while _lines(out) < threshold and process.poll() is None:
+            deadline = time.monotonic() + 300  # a hang guard, not a measurement
+            while _lines(out) < threshold:
+                assert process.poll() is None, process.stderr.read().decode()
                 assert time.monotonic() < deadline, "the job made no progress"
-                time.sleep(0.005)
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += 1
+                time.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
             process.wait()
-            assert process.returncode in (0, -signal.SIGKILL), process.stderr.read().decode()
+            assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
             process.stderr.close()
             partial = _lines(out)
             assert threshold <= partial < n_rows
-        assert kills == 3
+        server.release()
         # A crash of the whole machine mid-write leaves a torn line: append one by hand.
         with out.open("ab") as handle:
             handle.write(b'{"id": "r1", "ok": true, "content": "tor')
