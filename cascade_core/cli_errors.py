@@ -33,7 +33,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from cascade_core.errors import InvalidInputError
+from cascade_core.errors import CascadeError, InvalidInputError
 
 __all__ = [
     "DEBUG_ENV",
@@ -127,6 +127,8 @@ def describe(error: BaseException, argv: list[str] | None = None) -> tuple[int, 
         return EXIT_USER_ERROR, f"{given}: {reason[:1].lower()}{reason[1:]}; check the path"
     if isinstance(error, OSError):
         return EXIT_FAILURE, f"{type(error).__name__}: {error}"
+    if isinstance(error, CascadeError):  # a request no model could answer: not a bug
+        return EXIT_FAILURE, str(error)
     if _missing_package(error):
         says_how = re.search(r"\binstall\b", str(error))  # e.g. "...: pip install pandas"
         fix = "" if says_how else "; install it (or the extra that provides it)"

@@ -32,7 +32,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from cascade_core.engine import (
     BudgetSpec,
@@ -42,7 +42,9 @@ from cascade_core.engine import (
     StrategySpec,
     TextDelta,
 )
+from cascade_core.engine.config import API_KEY_REFUSED
 from cascade_core.errors import InvalidInputError
+from cascade_core.validation import describe_validation_error
 from langchain_cascade.convert import (
     ai_message,
     final_chunk,
@@ -126,7 +128,12 @@ class CascadeRouterChatModel(BaseChatModel):
         while the engine's name the field and the fix and never print a value.
         """
         _refuse_unknown(kwargs)
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as error:
+            raise InvalidInputError(
+                describe_validation_error(error, "CascadeRouterChatModel")
+            ) from None
         config = self._router_config()
         if self.engine is not None and config is self.engine.config:
             self._engine = self.engine
@@ -158,7 +165,7 @@ class CascadeRouterChatModel(BaseChatModel):
             overrides["timeout_s"] = self.timeout
         if self.max_retries is not None:
             overrides["num_retries"] = self.max_retries
-        return config.model_copy(update=overrides) if overrides else config
+        return config.replace(source="CascadeRouterChatModel", **overrides) if overrides else config
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         """What LangChain may assume about the whole ladder: tool calling, with tool calls
@@ -425,10 +432,7 @@ def _refuse_unknown(kwargs: dict[str, Any]) -> None:
     known |= {f.alias for f in CascadeRouterChatModel.model_fields.values() if f.alias}
     unknown = sorted(set(kwargs) - known)
     if "api_key" in unknown:
-        raise InvalidInputError(
-            "api_key is not accepted: name the environment variable holding each model's key "
-            "in its api_key_env (keys never go in code, configs or traces)"
-        )
+        raise InvalidInputError(API_KEY_REFUSED)
     if unknown:
         raise InvalidInputError(
             f"unknown argument(s) {unknown}; request parameters the engine takes go in "

@@ -21,7 +21,7 @@ from cascade_core.calibrate.devset import DevRow, load_dev_set, resolve_grader
 from cascade_core.calibrate.export import save_replay_jsonl
 from cascade_core.calibrate.fit import CalibrationData, build_profile, fit_estimator
 from cascade_core.engine.config import RouterConfig
-from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import load_profile
 from cascade_core.replay import ReplayDataset, load_replay
@@ -65,7 +65,7 @@ def run_calibration(
     if budget_usd is not None and target_quality is not None:
         raise InvalidInputError("calibrate: give --budget or --target-quality, not both")
     resolve_grader(grader)
-    ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(config.models))
+    ladder = resolve_ladder(config.models)
     report_extra: dict[str, Any] = {}
     if data is not None:
         rows = load_dev_set(data)

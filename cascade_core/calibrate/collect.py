@@ -18,7 +18,7 @@ from cascade_core.calibrate.cache import ResponseCache, request_key
 from cascade_core.calibrate.devset import DevRow, grade
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.config import RouterConfig
-from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.jobs.progress import CostProgress
@@ -122,7 +122,7 @@ async def collect(
     progress: bool = True,
 ) -> Collected:
     """Answers of every model on every row; cached answers are reused, never re-requested."""
-    ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(config.models))
+    ladder = resolve_ladder(config.models)
     answers: list[list[ModelAnswer | None]] = [[None] * len(ladder) for _ in rows]
     errors: dict[tuple[int, int], str] = {}
     limit = asyncio.Semaphore(max(1, concurrency))

@@ -19,9 +19,8 @@ from cascade_core.engine.answers import DraftAssembler, ModelAnswer
 from cascade_core.engine.budget_policy import configured_strategy
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import RouterConfig
-from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.ladder import resolve_ladder
 from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimator
-from cascade_core.engine.redaction import protect_logs
 from cascade_core.engine.request import build_request
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeStreamError, InvalidInputError
@@ -58,8 +57,7 @@ class CascadeEngine:
         elif settings:
             raise InvalidInputError("give either a RouterConfig or keyword settings, not both")
         self.config = config
-        ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(config.models))
-        protect_logs(spec.api_key_env for spec in config.models)
+        ladder = resolve_ladder(config.models)
         budget = config.budget
         strategy = configured_strategy(config)
         self.parts = RouterParts(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import litellm
 
 from cascade_core.engine.config import ModelSpec
 from cascade_core.engine.prompt_tokens import input_token_bound
+from cascade_core.engine.redaction import protect_logs
 from cascade_core.errors import InvalidInputError
 
 # Tokenizers differ between providers; the cost cap uses this margin on LiteLLM's count so
@@ -115,6 +116,15 @@ class LadderModel:
             prompt_tokens * self.input_cost_per_token
             + completion_tokens * self.output_cost_per_token
         )
+
+
+def resolve_ladder(specs: Sequence[ModelSpec]) -> tuple[LadderModel, ...]:
+    """Every model resolved, and the process made safe to call them from: provider logs
+    scrubbed of these models' keys (and LiteLLM's implicit ones), LiteLLM's stdout banners
+    off (they would corrupt a CLI's JSON output and cannot be scrubbed)."""
+    protect_logs(spec.api_key_env for spec in specs)
+    litellm.suppress_debug_info = True
+    return tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(specs))
 
 
 def _model_info(model: str) -> dict[str, Any]:
