@@ -98,11 +98,18 @@ def merge(generated: dict[str, Any], user: dict[str, Any], source: str) -> dict[
         for e in merged["model_list"]
         if e["litellm_params"]["model"].startswith(f"{PROVIDER}/")
     }
+    merged_into: dict[str, int] = {}
     for i, entry in enumerate(user.get("model_list") or []):
         if not isinstance(entry, dict) or "model_name" not in entry:
             raise InvalidInputError(f"{source}: model_list[{i}]: each entry needs a model_name")
         name = entry["model_name"]
         if name in ladder_names:
+            if name in merged_into:
+                raise InvalidInputError(
+                    f"{source}: model_list[{i}] ({name}): model_list[{merged_into[name]}] already "
+                    "sets this ladder; give one entry per ladder"
+                )
+            merged_into[name] = i
             params = dict(entry.get("litellm_params") or {})
             model = params.pop("model", None)
             if model is not None and model != ours[name]["litellm_params"]["model"]:
