@@ -2,22 +2,27 @@
 
 Queries are advanced step by step; at each step the ones in the same state (same set of models
 run) are decided together by the strategy's vectorised rule. A ``BatchContext`` caches E[max]
-per (state, supermodel) for all queries, so sweeping lambda over a calibration set computes
-each expectation once.
+per (query, state, supermodel), so sweeping lambda over a calibration set computes each
+expectation once, and bounds the memory that cache may take.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from cascade_core.answer_choice import choose_answers
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import FloatArray, Uncertainty, check_cost, check_quality
-from cascade_core.expected_max import DEFAULT_SAMPLES, quality_samples
+from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples, supermodel_values
 from cascade_core.strategies.base import STOP, StateGroup, Strategy
 from cascade_core.strategies.mixed import MixedStrategy
+
+# Per replay context; the bench holds two (calibration and test) per process.
+DEFAULT_CACHE_BYTES = 1 << 30
 
 StateEstimator = Callable[[frozenset[int]], tuple[FloatArray, Uncertainty]]
 
@@ -44,6 +49,11 @@ class StagedEstimates:
     @property
     def n_models(self) -> int:
         return int(self.cost.shape[1])
+
+    @property
+    def n_states(self) -> int:
+        """How many states have been estimated so far (a replay's footprint grows with it)."""
+        return len(self._states)
 
     def state(self, ran: frozenset[int]) -> tuple[FloatArray, Uncertainty]:
         if ran not in self._states:
@@ -93,37 +103,91 @@ class StagedEstimates:
 
 
 class BatchContext:
-    """A replay set-up: staged estimates plus a cache of E[max] values shared across runs."""
+    """A replay set-up: staged estimates plus a bounded cache of E[max] values across runs.
 
-    def __init__(self, staged: StagedEstimates, n_samples: int = DEFAULT_SAMPLES) -> None:
+    What is cached is the values, one float per (query, state, supermodel), not the samples
+    behind them: a state's samples are (n x S x k) floats, which for RouterBench's 36k queries
+    and 11 models is 400 MB per state, while its values are a few MB. Values are what makes a
+    budget sweep fast (a few hundred replays revisit the same states), so they are computed
+    once per query and supermodel, only for the queries that reach the state, in chunks of
+    ``chunk_queries`` queries (`supermodel_values`). Past ``max_cache_bytes`` the least
+    recently used state's values are dropped and recomputed when needed again, bit for bit
+    the same, so memory is bounded whatever the strategy or ladder size.
+    """
+
+    def __init__(
+        self,
+        staged: StagedEstimates,
+        n_samples: int = DEFAULT_SAMPLES,
+        *,
+        chunk_queries: int | None = None,
+        max_cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        if chunk_queries is not None and chunk_queries < 1:
+            raise InvalidInputError(f"chunk_queries: must be >= 1, got {chunk_queries}")
         self.staged = staged
         self.n_samples = n_samples
-        self._values: dict[tuple[frozenset[int], bool, bytes], FloatArray] = {}
-        self._samples: dict[frozenset[int], FloatArray] = {}
+        self.chunk_queries = chunk_queries
+        self.max_cache_bytes = max_cache_bytes
+        self._tables: OrderedDict[tuple[frozenset[int], bool], _ValueTable] = OrderedDict()
+        self._cache_bytes = 0
+
+    @property
+    def cache_bytes(self) -> int:
+        """Memory held by cached values now (never above ``max_cache_bytes`` plus one state)."""
+        return self._cache_bytes
+
+    @property
+    def cached_states(self) -> int:
+        """How many (state, expectation) value tables the cache holds now."""
+        return len(self._tables)
 
     def expected_max(self, ran: frozenset[int], masks: FloatArray, expectation: bool) -> FloatArray:
         """E[max] (or max of means) of each supermodel for every query: shape (n, M)."""
-        columns = []
-        for mask in masks:
-            key = (ran, expectation, np.packbits(mask).tobytes())
-            if key not in self._values:
-                self._values[key] = self._evaluate(ran, mask, expectation)
-            columns.append(self._values[key])
-        return np.stack(columns, axis=1)
+        return self.values(ran, masks, expectation, np.arange(self.staged.n_queries))
 
-    def _evaluate(self, ran: frozenset[int], mask: FloatArray, expectation: bool) -> FloatArray:
-        quality, uncertainty = self.staged.state(ran)
-        if not expectation:
-            return quality[:, mask].max(axis=1)
-        if ran not in self._samples:
-            self._samples[ran] = quality_samples(quality, uncertainty, self.n_samples)
-        return self._samples[ran][:, :, mask].max(axis=2).mean(axis=1)
+    def values(
+        self, ran: frozenset[int], masks: FloatArray, expectation: bool, rows: np.ndarray
+    ) -> FloatArray:
+        """E[max] (or max of means) of each supermodel for the queries ``rows``: (len(rows), M).
+
+        Only values not cached yet are computed.
+        """
+        masks = np.asarray(masks, dtype=bool)
+        key = (ran, expectation)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = _ValueTable(self.staged.n_queries)
+        self._tables.move_to_end(key)
+        held = table.nbytes
+        columns = table.columns_of(masks)
+        self._cache_bytes += table.nbytes - held
+        block = table.values[np.ix_(rows, columns)]
+        missing = np.isnan(block).any(axis=1)
+        if missing.any():
+            quality, uncertainty = self.staged.state(ran)
+            if expectation:
+                noise = error_samples(uncertainty, self.n_samples)
+            else:  # one zero sample: the max of the means, exactly
+                noise = np.zeros((1, self.staged.n_models))
+            todo = rows[missing]
+            computed = supermodel_values(quality[todo], noise, masks, self.chunk_queries)
+            table.values[np.ix_(todo, columns)] = computed
+            block[missing] = computed
+        self._evict()
+        return block
+
+    def _evict(self) -> None:
+        """Drop least recently used states until the cache fits (the newest always stays)."""
+        while self._cache_bytes > self.max_cache_bytes and len(self._tables) > 1:
+            _, dropped = self._tables.popitem(last=False)
+            self._cache_bytes -= dropped.nbytes
 
     def group(self, ran: frozenset[int], rows: np.ndarray) -> StateGroup:
         quality, uncertainty = self.staged.state(ran)
 
         def evaluate(masks: FloatArray, expectation: bool) -> FloatArray:
-            return self.expected_max(ran, masks, expectation)[rows]
+            return self.values(ran, masks, expectation, rows)
 
         return StateGroup(
             ran=ran,
@@ -132,6 +196,49 @@ class BatchContext:
             uncertainty=uncertainty,
             expected_max=evaluate,
         )
+
+
+class _ValueTable:
+    """One state's supermodel values for every query of a replay; NaN until computed.
+
+    Columns are supermodels, added as strategies ask for them (capacity doubles, so adding
+    them one order group at a time stays linear); a computed value is never NaN, since
+    qualities, noise and their maxima are finite.
+    """
+
+    def __init__(self, n_queries: int) -> None:
+        self._data = np.empty((n_queries, 0))
+        self._width = 0
+        self._columns: dict[bytes, int] = {}
+        self._lookups: dict[tuple[tuple[int, ...], bytes], np.ndarray] = {}
+
+    @property
+    def values(self) -> FloatArray:
+        return self._data[:, : self._width]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def columns_of(self, masks: FloatArray) -> np.ndarray:
+        """The column of each supermodel (rows of ``masks``), adding the new ones."""
+        lookup = (masks.shape, masks.tobytes())
+        if lookup not in self._lookups:
+            keys = [np.packbits(mask).tobytes() for mask in masks]
+            for key in dict.fromkeys(keys):
+                if key not in self._columns:
+                    self._columns[key] = len(self._columns)
+            self._reserve(len(self._columns))
+            self._lookups[lookup] = np.array([self._columns[k] for k in keys], dtype=np.intp)
+        return self._lookups[lookup]
+
+    def _reserve(self, width: int) -> None:
+        if width > self._data.shape[1]:
+            capacity = max(width, 2 * self._data.shape[1])
+            data = np.full((self._data.shape[0], capacity), np.nan)
+            data[:, : self._width] = self.values
+            self._data = data
+        self._width = width
 
 
 @dataclass(frozen=True)
@@ -184,14 +291,22 @@ def run_batch(strategy: Strategy, context: BatchContext) -> BatchOutcome:
     answer = np.empty(n_queries, dtype=np.intp)
     for state, rows in _groups_by_state(ran, np.arange(n_queries)):
         quality, _ = staged.state(state)
-        answer[rows] = np.where(ran[rows], quality[rows], -np.inf).argmax(axis=1)
+        answer[rows] = choose_answers(quality[rows], ran[rows], staged.cost[rows])
     return BatchOutcome(ran=ran, answer=answer)
 
 
 def _groups_by_state(ran: np.ndarray, rows: np.ndarray) -> list[tuple[frozenset[int], np.ndarray]]:
-    states, inverse = np.unique(ran[rows], axis=0, return_inverse=True)
+    """The queries ``rows`` grouped by the set of models they ran, each group in row order."""
+    selected = ran[rows]
+    if selected.shape[1] <= 62:  # one integer code per set: a 1-d sort instead of row-wise
+        codes = selected.astype(np.int64) @ (np.int64(1) << np.arange(selected.shape[1]))
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(selected, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse))[:-1]
     return [
-        (frozenset(int(i) for i in np.flatnonzero(state)), rows[inverse == j])
-        for j, state in enumerate(states)
+        (frozenset(int(i) for i in np.flatnonzero(selected[f])), group)
+        for f, group in zip(first, np.split(rows[order], bounds), strict=True)
     ]

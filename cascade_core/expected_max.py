@@ -23,6 +23,9 @@ from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import FloatArray, Uncertainty
 
 DEFAULT_SAMPLES = 128
+# Working memory of one chunk of queries in `supermodel_values`: small enough to stay in
+# cache-friendly territory, large enough that per-call overhead is negligible.
+CHUNK_BYTES = 16 * 2**20
 _SOBOL_SEED = 20241014  # any fixed value: only repeatability matters
 
 
@@ -65,17 +68,82 @@ def error_samples(uncertainty: Uncertainty, n_samples: int = DEFAULT_SAMPLES) ->
 def quality_samples(
     quality: FloatArray, uncertainty: Uncertainty, n_samples: int = DEFAULT_SAMPLES
 ) -> FloatArray:
-    """Samples of the true qualities: shape (S, k), or (n, S, k) for a batch of queries."""
+    """Samples of the true qualities of one query: shape (S, k).
+
+    Only for one query: a batch's (n, S, k) tensor is what `supermodel_values` avoids
+    building, since it grows with the batch.
+    """
     quality = np.asarray(quality, dtype=float)
-    n_models = quality.shape[-1]
-    if uncertainty.n_models != n_models:
+    if quality.ndim != 1:
         raise InvalidInputError(
-            f"uncertainty covers {uncertainty.n_models} models but quality has {n_models}"
+            f"quality: expected one query's estimates (k,), got shape {quality.shape}; "
+            "use expected_max for a batch"
         )
-    noise = error_samples(uncertainty, n_samples)
-    if quality.ndim == 1:
-        return quality + noise
-    return quality[:, None, :] + noise[None, :, :]
+    _check_models(quality, uncertainty)
+    return quality + error_samples(uncertainty, n_samples)
+
+
+def supermodel_values(
+    quality: FloatArray,
+    noise: FloatArray,
+    masks: FloatArray,
+    chunk_queries: int | None = None,
+) -> FloatArray:
+    """Sample mean of the pointwise max over each supermodel: (n, M) for quality (n, k).
+
+    ``noise`` (S, k) are the error samples added to every query's means (one zero row gives
+    the max of the means exactly). Queries are taken ``chunk_queries`` at a time (by default
+    as many as fit in `CHUNK_BYTES`), so memory stays O(chunk x S x (k + M)) whatever n is.
+    Chunking does not change a single bit of the result: each value depends only on its own
+    query's samples, and is reduced over the same contiguous sample axis. A supermodel that
+    extends one computed before it by one model (prefixes of a cascade, supersets of the run
+    set) costs one elementwise maximum.
+    """
+    quality = np.asarray(quality, dtype=float)
+    noise = np.asarray(noise, dtype=float)
+    n_queries, n_models = quality.shape
+    n_samples = noise.shape[0]
+    plans = _fold_plans(np.asarray(masks, dtype=bool))
+    if chunk_queries is None:
+        per_query = 8 * n_samples * (n_models + len(plans) + 1)
+        chunk_queries = max(1, CHUNK_BYTES // per_query)
+    result = np.empty((n_queries, len(plans)))
+    for start in range(0, n_queries, chunk_queries):
+        stop = min(start + chunk_queries, n_queries)
+        # (k, c, S): each model's samples contiguous, so a supermodel's max is elementwise
+        # maxima of (c, S) blocks instead of a reduction over a short axis.
+        samples = quality[start:stop].T[:, :, None] + noise.T[:, None, :]
+        maxima: list[FloatArray] = []
+        for j, (parent, added) in enumerate(plans):
+            if parent < 0:
+                best = samples[added[0]].copy()
+                for m in added[1:]:
+                    np.maximum(best, samples[m], out=best)
+            else:
+                best = np.maximum(maxima[parent], samples[added[0]])
+            maxima.append(best)
+            result[start:stop, j] = best.mean(axis=1)
+    return result
+
+
+def _fold_plans(masks: FloatArray) -> list[tuple[int, list[int]]]:
+    """Per supermodel: an earlier one it extends by one model (-1: none), and what to add.
+
+    The maximum is exact in any order, so folding onto a subset's maxima gives the very same
+    values as folding every model.
+    """
+    seen: dict[frozenset[int], int] = {}
+    plans = []
+    for j, mask in enumerate(masks):
+        members = [int(m) for m in np.flatnonzero(mask)]
+        key = frozenset(members)
+        extends = next((m for m in members if key - {m} in seen), None)
+        if extends is None:
+            plans.append((-1, members))
+        else:
+            plans.append((seen[key - {extends}], [extends]))
+        seen.setdefault(key, j)
+    return plans
 
 
 def expected_max(
@@ -93,15 +161,20 @@ def expected_max(
         masks = masks[None, :]
     if not masks.any(axis=1).all():
         raise InvalidInputError("supermodels: every supermodel needs at least one model")
-    samples = quality_samples(quality, uncertainty, n_samples)
-    if samples.ndim == 2:
-        excluded = np.where(masks, 0.0, -np.inf)[:, None, :]
-        return (samples[None, :, :] + excluded).max(axis=-1).mean(axis=-1)
-    # One supermodel at a time bounds memory at (n, S, |M|).
-    result = np.empty((samples.shape[0], masks.shape[0]))
-    for j, mask in enumerate(masks):
-        result[:, j] = samples[:, :, mask].max(axis=-1).mean(axis=-1)
-    return result
+    quality = np.asarray(quality, dtype=float)
+    _check_models(quality, uncertainty)
+    noise = error_samples(uncertainty, n_samples)
+    if quality.ndim == 1:
+        return supermodel_values(quality[None, :], noise, masks)[0]
+    return supermodel_values(quality, noise, masks)
+
+
+def _check_models(quality: FloatArray, uncertainty: Uncertainty) -> None:
+    n_models = quality.shape[-1]
+    if uncertainty.n_models != n_models:
+        raise InvalidInputError(
+            f"uncertainty covers {uncertainty.n_models} models but quality has {n_models}"
+        )
 
 
 def expected_max_two_normals(
