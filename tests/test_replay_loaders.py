@@ -259,6 +259,31 @@ class TestGenericJsonl:
                 "not on the first line",
             ),
             (lambda r: r["models"]["big"].update(answer=5), "models.big.answer", "string"),
+            (
+                lambda r: r["models"]["small"].update(top_logprobs=[[-0.1]]),
+                "models.small.top_logprobs",
+                "1 entries for 2 token logprobs",
+            ),
+            (
+                lambda r: r["models"]["big"].update(top_logprobs=[[-0.1]]),
+                "models.big.top_logprobs",
+                "without 'logprobs'",
+            ),
+            (
+                lambda r: r["models"]["small"].update(top_logprobs=[[-0.1], [-0.2, 0.5]]),
+                "models.small.top_logprobs[1][1]",
+                "0.5",
+            ),
+            (
+                lambda r: r["models"]["small"].update(top_logprobs=[[-0.1], -0.2]),
+                "models.small.top_logprobs[1]",
+                "list of numbers",
+            ),
+            (
+                lambda r: r["models"]["small"].update(top_logprobs={"a": [-0.1]}),
+                "models.small.top_logprobs",
+                "one list of numbers per token",
+            ),
         ],
     )
     def test_errors_name_file_line_and_field(
@@ -289,6 +314,45 @@ class TestGenericJsonl:
         assert conf[2, 0] == -np.inf  # the sum of logprobs with a -inf token
         assert ds.logprobs is not None and ds.logprobs[2, 0][1] == -np.inf
         assert np.isfinite(conf[2, 1]) and conf[0, 0] == -0.75
+
+    def test_top_logprobs_are_carried_aligned_with_logprobs(self, tmp_path: Path) -> None:
+        records = _records(3)
+        records[0]["models"]["small"]["top_logprobs"] = [[-0.5, -1.5], None]
+        records[1]["models"]["small"]["top_logprobs"] = [[], ["-inf", -0.25, -9.0]]
+        ds = load_replay_jsonl(_write_jsonl(tmp_path / "top.jsonl", records))
+        assert ds.top_logprobs is not None
+        assert ds.top_logprobs[0, 0] == ((-0.5, -1.5), ())
+        assert ds.top_logprobs[1, 0] == ((), (-np.inf, -0.25, -9.0))
+        assert ds.top_logprobs[2, 0] is None and ds.top_logprobs[0, 1] is None
+        # Slicing and pooling keep the cells with their logprobs.
+        picked = ds.subset([1]).select_models(["small"])
+        assert picked.top_logprobs is not None
+        assert picked.top_logprobs[0, 0] == ds.top_logprobs[1, 0]
+        pooled = concat_datasets([ds, ds])
+        assert (
+            pooled.top_logprobs is not None and pooled.top_logprobs[3, 0] == ds.top_logprobs[0, 0]
+        )
+        without = load_replay_jsonl(_write_jsonl(tmp_path / "none.jsonl", _records(3)))
+        assert without.top_logprobs is None
+        assert concat_datasets([ds, without]).top_logprobs is None  # never partly missing
+
+    def test_misaligned_top_logprobs_are_refused_by_the_dataset(self) -> None:
+        logprobs = np.empty((1, 1), dtype=object)
+        logprobs[0, 0] = np.array([-0.1, -0.2])
+        tops = np.empty((1, 1), dtype=object)
+        tops[0, 0] = ((-0.1,),)
+        with pytest.raises(InvalidInputError, match="1 entries for 2 token logprobs"):
+            ReplayDataset(
+                name="d",
+                model_names=["m"],
+                query_ids=["q"],
+                prompts=[""],
+                tasks=[""],
+                quality=[[1.0]],
+                cost=[[0.0]],
+                logprobs=logprobs,
+                top_logprobs=tops,
+            )
 
     def test_invalid_json_and_empty_file(self, tmp_path: Path) -> None:
         path = _write_jsonl(tmp_path / "bad.jsonl", [_record(0), "{not json", _record(2)])

@@ -1,4 +1,6 @@
-"""Tests for cascade_core.signals.logprob_features."""
+"""Tests for cascade_core.signals.logprob_features: the one feature builder, checked against
+hand-computed values and an independent numpy/scipy reference, and the one response parser
+(`ModelAnswer`, whole and streamed) feeding it exactly what a replay stores."""
 
 from __future__ import annotations
 
@@ -11,15 +13,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import softmax
+from scipy.stats import entropy
 
+from cascade_core.engine.answers import DraftAssembler, ModelAnswer
 from cascade_core.signals import (
     FEATURE_NAMES,
     LOGPROB_FLOOR,
     LogprobAccumulator,
     LogprobFeatures,
+    TokenLogprobs,
+    answer_features,
+    answer_parsed,
     features_from_logprobs,
-    features_from_response,
-    token_logprobs_from_response,
 )
 
 # A small hand-checked example: 4 tokens, varied top-k alternatives.
@@ -177,107 +183,62 @@ def test_clamping_and_errors():
         features_from_logprobs([-0.1, None], answer_parsed=True)
 
 
-def test_top_logprob_layouts_agree():
+def test_numpy_arrays_are_accepted_and_mappings_are_not():
     floats = features_from_logprobs(LPS, TOPS, answer_parsed=True)
-    as_items = [[{"token": str(j), "logprob": t} for j, t in enumerate(top)] for top in TOPS]
-    as_maps = [{str(j): t for j, t in enumerate(top)} for top in TOPS]
     as_np = [np.array(top, dtype=np.float64) for top in TOPS]
-    for layout in (as_items, as_maps, as_np):
-        assert same(features_from_logprobs(LPS, layout, answer_parsed=True), floats)
-    assert same(features_from_logprobs(np.array(LPS), TOPS, answer_parsed=True), floats)
+    assert same(features_from_logprobs(np.array(LPS), as_np, answer_parsed=True), floats)
+    with pytest.raises(ValueError, match="top_logprobs of token 0"):
+        features_from_logprobs([-0.1], [{"a": -0.1}], answer_parsed=True)
 
 
-# ---------------------------------------------------------------- response paths
-
-
-def test_dict_object_and_stored_paths_agree():
-    resp = openai_response_dict(LPS, TOPS, TOKENS)
-    stored = features_from_logprobs(LPS, TOPS, answer_parsed=True)
-    from_dict = features_from_response(resp, answer_parsed=True)
-    from_obj = features_from_response(to_namespace(resp), answer_parsed=True)
-    assert same(from_dict, stored) and same(from_obj, stored)
-    tl = token_logprobs_from_response(resp)
-    assert tl is not None and list(tl.logprobs) == LPS
-    assert [list(t) for t in tl.top_logprobs] == [list(t) for t in TOPS]
-
-
-def test_none_logprobs_give_none():
-    resp = openai_response_dict(LPS, TOPS)
-    resp["choices"][0]["logprobs"] = None
-    assert features_from_response(resp, answer_parsed=True) is None
-    assert features_from_response(to_namespace(resp), answer_parsed=True) is None
-    del resp["choices"][0]["logprobs"]
-    assert features_from_response(resp, answer_parsed=True) is None
-    resp["choices"][0]["logprobs"] = {"content": None}  # e.g. a tool-call-only answer
-    assert features_from_response(resp, answer_parsed=True) is None
-    assert features_from_response({"choices": []}, answer_parsed=True) is None
-    assert features_from_response(resp, answer_parsed=True, choice=3) is None
-
-
-def test_empty_content_with_logprobs_is_not_none():
-    resp = openai_response_dict([], [], content="")
-    f = features_from_response(resp, answer_parsed=False)
-    assert f is not None and f.n_tokens == 0
-
-
-def test_real_litellm_model_response():
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    litellm = pytest.importorskip("litellm")
-    resp = litellm.ModelResponse(**openai_response_dict(LPS, TOPS, TOKENS))
-    assert type(resp).__name__ == "ModelResponse"
-    assert resp.choices[0].logprobs is not None  # litellm kept the logprobs
-    f = features_from_response(resp, answer_parsed=True)
+def test_answer_parsed_means_text_to_grade():
+    assert answer_parsed("B") and answer_parsed(None)
+    assert not answer_parsed("") and not answer_parsed(" \n\t")
+    assert answer_features(None, "text") is None  # logprobs are never invented
+    empty = answer_features(TokenLogprobs((), ()), "")
+    assert empty is not None and empty.n_tokens == 0 and empty.answer_parsed == 0.0
+    f = answer_features(TokenLogprobs(LPS, TOPS), "Paris is.")
     assert same(f, features_from_logprobs(LPS, TOPS, answer_parsed=True))
-
-    no_lp = openai_response_dict(LPS, TOPS)
-    del no_lp["choices"][0]["logprobs"]
-    assert features_from_response(litellm.ModelResponse(**no_lp), answer_parsed=True) is None
+    no_tops = answer_features(TokenLogprobs(LPS, None), "Paris is.")
+    assert no_tops is not None and math.isnan(no_tops.mean_entropy)
 
 
-def test_real_litellm_stream_chunks():
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    litellm = pytest.importorskip("litellm")
-    items = openai_response_dict(LPS, TOPS, TOKENS)["choices"][0]["logprobs"]["content"]
-    acc = LogprobAccumulator()
-    role_chunk = litellm.ModelResponseStream(
-        id="c", created=1, model="m", choices=[{"index": 0, "delta": {"role": "assistant"}}]
-    )
-    assert acc.add_chunk(role_chunk) == 0
-    for item in items:
-        chunk = litellm.ModelResponseStream(
-            id="c",
-            created=1,
-            model="m",
-            choices=[
-                {
-                    "index": 0,
-                    "delta": {"content": item["token"]},
-                    "logprobs": {"content": [item]},
-                }
-            ],
-        )
-        assert acc.add_chunk(chunk) == 1
-    assert same(
-        acc.features(answer_parsed=True), features_from_logprobs(LPS, TOPS, answer_parsed=True)
-    )
+# ---------------------------------------------------------------- against a reference
 
 
-# ---------------------------------------------------------------- streaming
+def reference(lps, tops, parsed):
+    """The features computed independently with numpy/scipy (no code of ours)."""
+    x = np.clip(np.array(lps, dtype=float), LOGPROB_FLOOR, 0.0)
+    alts = [np.clip(np.array(t, dtype=float), LOGPROB_FLOOR, 0.0) for t in tops]
+    entropies = [entropy(softmax(a)) for a in alts if len(a) >= 1]
+    margins = [np.diff(np.sort(a)[-2:])[0] for a in alts if len(a) >= 2]
+    n = len(x)
+    nan = math.nan
+    return {
+        "lp_sum": math.fsum(x.tolist()),
+        "lp_mean": math.fsum(x.tolist()) / n if n else nan,
+        "lp_min": x.min() if n else nan,
+        "lp_median": np.percentile(x, 50) if n else nan,
+        "lp_p10": np.percentile(x, 10) if n else nan,
+        "lp_p25": np.percentile(x, 25) if n else nan,
+        "log_n_tokens": math.log(n) if n else nan,
+        "mean_entropy": float(np.mean(entropies)) if entropies and n else nan,
+        "mean_margin": float(np.mean(margins)) if margins and n else nan,
+        "answer_parsed": float(parsed),
+    }
 
 
-def test_accumulator_without_logprobs_is_none():
-    acc = LogprobAccumulator()
-    assert acc.features(answer_parsed=True) is None
-    acc.add_chunk({"choices": [{"index": 0, "delta": {"content": "hi"}}]})
-    acc.add_chunk({"choices": [], "usage": {"total_tokens": 3}})
-    assert acc.features(answer_parsed=True) is None
-    assert not acc.has_logprobs
-
-
-def test_accumulator_empty_logprob_chunk_matches_empty_batch():
-    acc = LogprobAccumulator()
-    acc.add_chunk({"choices": [{"index": 0, "logprobs": {"content": []}}]})
-    assert same(acc.features(answer_parsed=True), features_from_logprobs([], answer_parsed=True))
+def assert_matches_reference(features, lps, tops, parsed):
+    expected = reference(lps, tops, parsed)
+    got = features.as_dict()
+    assert got["lp_sum"] == expected["lp_sum"]  # exactly rounded, like math.fsum
+    for name in FEATURE_NAMES[1:]:
+        if math.isnan(expected[name]):
+            assert math.isnan(got[name]), name
+        else:
+            assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-9), name
+    assert features.n_tokens == len(lps)
+    assert features.n_with_top == sum(1 for t in tops if len(t) >= 1)
 
 
 logprob_values = st.one_of(
@@ -289,35 +250,116 @@ token_lists = st.lists(st.tuples(logprob_values, st.lists(logprob_values, max_si
 
 @settings(max_examples=300, deadline=None)
 @given(tokens=token_lists, cuts=st.lists(st.integers(0, 60), max_size=8), parsed=st.booleans())
-def test_streaming_equals_batch(tokens, cuts, parsed):
+def test_features_match_an_independent_reference_at_every_prefix(tokens, cuts, parsed):
+    """What a stream's draft reads midway (early abort) and what the answer gets at the end
+    both equal the reference on the tokens so far."""
     lps = [lp for lp, _ in tokens]
     tops = [top for _, top in tokens]
-    batch = features_from_logprobs(lps, tops, answer_parsed=parsed)
+    assert_matches_reference(
+        features_from_logprobs(lps, tops, answer_parsed=parsed), lps, tops, parsed
+    )
+    accumulator = LogprobAccumulator()
+    accumulator.extend([])
+    for lo, hi in itertools.pairwise(
+        sorted({0, len(tokens), *(c for c in cuts if c <= len(tokens))})
+    ):
+        for lp, top in tokens[lo:hi]:
+            accumulator.add(lp, top)
+        midway = accumulator.features(answer_parsed=parsed)
+        assert_matches_reference(midway, lps[:hi], tops[:hi], parsed)
 
-    # Feed the same tokens as dict chunks split at random points, reading features midway.
-    bounds = sorted({0, len(tokens), *(c for c in cuts if c <= len(tokens))})
-    acc = LogprobAccumulator()
-    for lo, hi in itertools.pairwise(bounds):
-        items = [
-            {"logprob": lp, "top_logprobs": [{"token": "x", "logprob": t} for t in top]}
-            for lp, top in tokens[lo:hi]
-        ]
-        assert acc.add_chunk({"choices": [{"index": 0, "logprobs": {"content": items}}]}) == len(
-            items
+
+def test_accumulator_without_logprobs_is_none():
+    accumulator = LogprobAccumulator()
+    assert accumulator.features(answer_parsed=True) is None
+    assert not accumulator.has_logprobs
+    accumulator.extend([])
+    assert accumulator.has_logprobs
+    assert same(
+        accumulator.features(answer_parsed=True), features_from_logprobs([], answer_parsed=True)
+    )
+
+
+# ---------------------------------------------------------------- the one parser
+
+
+def test_whole_responses_give_the_features_a_replay_gets():
+    """Dict, SDK-object and LiteLLM responses parse to the storage form a replay keeps, and
+    their features are the builder's on that form."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+    resp = openai_response_dict(LPS, TOPS, TOKENS)
+    replay = answer_features(TokenLogprobs(LPS, TOPS), "Paris is.")
+    for shape in (resp, to_namespace(resp), litellm.ModelResponse(**resp)):
+        answer = ModelAnswer.from_response(shape)
+        assert answer.tokens is not None
+        assert list(answer.tokens.logprobs) == LPS
+        assert [list(t) for t in answer.tokens.top_logprobs] == [list(t) for t in TOPS]
+        assert same(answer.features, replay)
+        assert [e["token"] for e in answer.logprobs] == TOKENS  # kept for the caller
+
+
+def test_missing_logprobs_give_no_features():
+    resp = openai_response_dict(LPS, TOPS)
+    resp["choices"][0]["logprobs"] = None
+    assert ModelAnswer.from_response(resp).features is None
+    assert ModelAnswer.from_response(to_namespace(resp)).tokens is None
+    del resp["choices"][0]["logprobs"]
+    assert ModelAnswer.from_response(resp).features is None
+    resp["choices"][0]["logprobs"] = {"content": None}  # e.g. a tool-call-only answer
+    assert ModelAnswer.from_response(resp).features is None
+
+
+def test_empty_content_with_logprobs_has_empty_features():
+    answer = ModelAnswer.from_response(openai_response_dict([], [], content=""))
+    assert answer.features is not None and answer.features.n_tokens == 0
+    assert answer.features.answer_parsed == 0.0
+
+
+def test_a_malformed_logprob_fails_where_the_response_is_parsed():
+    resp = openai_response_dict([-0.1, math.nan], [[], []])
+    with pytest.raises(ValueError, match="token 1: logprob is NaN"):
+        ModelAnswer.from_response(resp)
+    resp = openai_response_dict([-0.1], [[0.5]])
+    with pytest.raises(ValueError, match="top_logprobs of token 0"):
+        ModelAnswer.from_response(resp)
+
+
+def test_streamed_answers_give_the_features_of_the_whole_response():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+    items = openai_response_dict(LPS, TOPS, TOKENS)["choices"][0]["logprobs"]["content"]
+    assembler = DraftAssembler()
+    role = litellm.ModelResponseStream(
+        id="c", created=1, model="m", choices=[{"index": 0, "delta": {"role": "assistant"}}]
+    )
+    assert assembler.add(role) == ("", [])
+    for n, item in enumerate(items, start=1):
+        chunk = litellm.ModelResponseStream(
+            id="c",
+            created=1,
+            model="m",
+            choices=[
+                {"index": 0, "delta": {"content": item["token"]}, "logprobs": {"content": [item]}}
+            ],
         )
-        midway = acc.features(answer_parsed=parsed)
-        assert same(midway, features_from_logprobs(lps[:hi], tops[:hi], answer_parsed=parsed))
-    if len(bounds) == 1:  # no tokens at all: feed one empty chunk
-        acc.add_chunk({"choices": [{"index": 0, "logprobs": {"content": []}}]})
-    assert same(acc.features(answer_parsed=parsed), batch)
+        text, entries = assembler.add(chunk)
+        assert text == item["token"] and len(entries) == 1
+        midway = assembler.accumulator.features(answer_parsed=True)
+        assert_matches_reference(midway, LPS[:n], TOPS[:n], True)
+    streamed = assembler.answer()
+    whole = ModelAnswer.from_response(
+        openai_response_dict(LPS, TOPS, TOKENS, content="".join(TOKENS))
+    )
+    assert streamed.content == whole.content
+    assert streamed.tokens == whole.tokens
+    assert same(streamed.features, whole.features)
 
-    # Token by token through add(), and all at once through extend().
-    one = LogprobAccumulator()
-    for lp, top in tokens:
-        one.add(lp, top)
-    if not tokens:
-        one.extend([])
-    assert same(one.features(answer_parsed=parsed), batch)
-    many = LogprobAccumulator()
-    many.extend(lps, tops)
-    assert same(many.features(answer_parsed=parsed), batch)
+
+def test_a_stream_without_logprobs_has_no_features():
+    assembler = DraftAssembler()
+    assembler.add({"choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    assembler.add({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}})
+    answer = assembler.answer()
+    assert answer.content == "hi" and answer.features is None and answer.logprobs is None
+    assert (answer.prompt_tokens, answer.completion_tokens) == (2, 1)

@@ -7,10 +7,11 @@ import os
 
 import pytest
 
+from cascade_core.engine.answers import ModelAnswer
 from cascade_core.signals import (
     check_tool_calls,
+    get_field,
     message_signals,
-    response_signals,
 )
 
 TOOLS = [
@@ -196,8 +197,10 @@ def test_litellm_message_objects():
     signals = check_tool_calls(resp.choices[0].message, TOOLS)
     assert [c.ok for c in signals.calls] == [True, False]
     assert [c.id for c in signals.calls] == ["a", "b"]
-    finish = response_signals(resp)
-    assert finish is not None and finish.has_tool_calls and not finish.empty_content
+    answer = ModelAnswer.from_response(resp)  # the one parser, as the engine reads it
+    assert [c.ok for c in check_tool_calls(answer.message(), TOOLS).calls] == [True, False]
+    finish = message_signals(answer.message(), answer.finish_reason)
+    assert finish.has_tool_calls and not finish.empty_content
     assert not finish.truncated
 
 
@@ -217,9 +220,12 @@ def test_finish_signals():
     assert not s.empty_content
 
 
-def test_response_signals_dict_and_missing_choice():
-    resp = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"content": "Paris"}}]}
-    s = response_signals(resp)
-    assert s is not None and s.finish_reason == "stop" and not s.empty_content
-    assert response_signals(resp, choice=1) is None
-    assert response_signals({"choices": []}) is None
+def test_get_field_reads_dicts_objects_and_none():
+    class Message:
+        content = "hi"
+
+    assert get_field({"content": "hi"}, "content") == "hi"
+    assert get_field(Message(), "content") == "hi"
+    assert get_field(Message(), "refusal", "none") == "none"
+    assert get_field(None, "content", 3) == 3
+    assert get_field({"content": None}, "content", 3) is None  # a present null stays null

@@ -80,6 +80,7 @@ class Collected:
         k = len(self.ladder)
         quality = np.zeros((len(keep), k))
         logprobs = np.empty((len(keep), k), dtype=object)
+        top_logprobs = np.empty((len(keep), k), dtype=object)
         answers = np.empty((len(keep), k), dtype=object)
         tokens_in = np.zeros((len(keep), k))
         tokens_out = np.zeros((len(keep), k))
@@ -90,11 +91,14 @@ class Collected:
                 text = answer.content
                 if row.labelled:
                     quality[a, j] = grade(row, text, default_grader)
-                logprobs[a, j] = (
-                    None
-                    if answer.logprobs is None
-                    else np.array([float(t["logprob"]) for t in answer.logprobs])
-                )
+                # The answer's own storage form: what its live features were built from.
+                tokens = answer.tokens
+                if tokens is not None:
+                    logprobs[a, j] = np.array(tokens.logprobs, dtype=float)
+                    if tokens.top_logprobs is not None:
+                        top_logprobs[a, j] = tuple(
+                            tuple(float(v) for v in token) for token in tokens.top_logprobs
+                        )
                 answers[a, j] = text
                 tokens_in[a, j] = answer.prompt_tokens or 0
                 tokens_out[a, j] = answer.completion_tokens or 0
@@ -107,6 +111,7 @@ class Collected:
             quality=quality,
             cost=self.actual_cost()[keep],
             logprobs=logprobs,
+            top_logprobs=top_logprobs,
             answers=answers,
             tokens_in=tokens_in,
             tokens_out=tokens_out,

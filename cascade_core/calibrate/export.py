@@ -2,7 +2,8 @@
 
 Why: the dev-set answers, once paid for, are replay data. Saved in the generic format they
 can be passed back to ``calibrate --replay`` (refit without any call) or to
-``cascade-router bench`` to compare strategies on your own models offline.
+``cascade-router bench`` to compare strategies on your own models offline. Token logprobs are
+written with their top-logprob alternatives, so a refit sees every feature the engine serves.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ def save_replay_jsonl(dataset: ReplayDataset, labelled: np.ndarray, path: str | 
         models = {}
         for j, name in enumerate(dataset.model_names):
             logprobs = None if dataset.logprobs is None else dataset.logprobs[i, j]
+            tops = None if dataset.top_logprobs is None else dataset.top_logprobs[i, j]
             models[name] = {
                 "quality": float(dataset.quality[i, j]),
                 "cost_usd": float(dataset.cost[i, j]),
                 "logprobs": None if logprobs is None else [float(v) for v in logprobs],
+                "top_logprobs": (
+                    None if tops is None else [[float(v) for v in token] for token in tops]
+                ),
                 "answer": None if dataset.answers is None else dataset.answers[i, j],
                 "tokens_in": None if dataset.tokens_in is None else float(dataset.tokens_in[i, j]),
                 "tokens_out": (

@@ -11,7 +11,9 @@ is configured:
 * post-hoc, text with logprobs: exp(mean token logprob), the geometric-mean token probability
   (Gupta et al. 2024 find mean-logprob among the strongest single cascade signals); certain.
 * post-hoc, tool calls: the prior times the share of calls whose tool exists and whose
-  arguments validate against its schema (providers return no logprobs for arguments).
+  arguments validate against its schema (providers return no logprobs for arguments). A
+  fitted profile's estimate is discounted the same way: both estimators read one
+  `AnswerEvidence` (`cascade_core.engine.evidence`).
 * post-hoc, unusable answers (empty, refused, filtered) and failed calls: 0, certain (the run
   decides this before any estimator sees the answer, so a profile cannot score them).
 * post-hoc, text without logprobs: nothing is learnt; the ex-ante estimate and its uncertainty
@@ -29,23 +31,28 @@ from typing import Any
 import numpy as np
 
 from cascade_core.engine.answers import ModelAnswer
+from cascade_core.engine.evidence import AnswerEvidence, answer_evidence
 from cascade_core.engine.ladder import LadderModel
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import QueryEstimates, Uncertainty
 from cascade_core.estimators import LogisticQualityEstimator, QueryObservation, load_profile
-from cascade_core.signals import check_tool_calls, message_signals
 
 DEFAULT_PRIOR_RANGE = (0.5, 0.8)
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """The post-hoc verdict on one answer: a quality (None: no signal) and why."""
+    """The post-hoc verdict on one model: a quality (None: no signal) and why.
+
+    ``evidence`` is set when an estimator judged a usable answer; a judgement without it
+    (failed, skipped, unusable or aborted, decided by the run) keeps its quality as is.
+    """
 
     quality: float | None
     basis: str
     features: dict[str, float] = field(default_factory=dict)
     answer: str | None = None
+    evidence: AnswerEvidence | None = None
 
 
 @dataclass
@@ -75,24 +82,20 @@ class DefaultEstimator:
 
     def judge(self, model: int, answer: ModelAnswer, request: Mapping[str, Any]) -> Judgement:
         """Score a usable answer (`CascadeRun` has already set unusable ones aside)."""
-        signals = message_signals(answer.message(), answer.finish_reason)
-        flags = {
-            "truncated": float(signals.truncated),
-            "empty": float(signals.empty_content),
-            "refused": float(signals.refused),
-        }
-        if answer.tool_calls:
-            checks = check_tool_calls(
-                answer.message(), request.get("tools"), request.get("tool_choice")
+        evidence = answer_evidence(answer, request)
+        flags = evidence.flags()
+        if evidence.tool_calls is not None:
+            quality = evidence.weigh(float(self.priors[model]))
+            return Judgement(quality, "tool-call checks", flags, answer.content, evidence)
+        features = evidence.features
+        if features is None or features.n_tokens == 0:
+            return Judgement(
+                None, "no logprobs: ex-ante estimate kept", flags, answer.content, evidence
             )
-            score = checks.score if checks.tool_choice_respected else 0.0
-            flags["tool_call_score"] = float(score or 0.0)
-            return Judgement(float(self.priors[model] * (score or 0.0)), "tool-call checks", flags)
-        if answer.features is None or answer.features.n_tokens == 0:
-            return Judgement(None, "no logprobs: ex-ante estimate kept", flags)
-        features = {**answer.features.as_dict(), **flags}
-        quality = math.exp(answer.features.lp_mean)
-        return Judgement(quality, "mean token logprob", features, answer.content)
+        quality = math.exp(features.lp_mean)
+        return Judgement(
+            quality, "mean token logprob", {**evidence.posthoc(), **flags}, answer.content, evidence
+        )
 
     def optimistic_quality(self, lp_sum: float, max_tokens: int) -> float:
         """The best post-hoc quality a partial draft can still reach: every remaining token
@@ -146,13 +149,15 @@ class ProfileEstimator:
         return cls(fitted)
 
     def _observation(
-        self, request: Mapping[str, Any], judgements: Mapping[int, Judgement]
+        self, request: Mapping[str, Any], evidence: Mapping[int, AnswerEvidence]
     ) -> QueryObservation:
+        """The query as the profile's feature table sees it, with the evidence of the models
+        that answered (others count as unknown, as a replay cannot log them either)."""
         return QueryObservation(
             prompt=prompt_text(request),
             task=str(request.get("task") or ""),
-            posthoc={m: j.features for m, j in judgements.items() if j.quality is not None},
-            answers={m: j.answer for m, j in judgements.items() if j.quality is not None},
+            posthoc={m: e.posthoc() for m, e in evidence.items()},
+            answers={m: e.text for m, e in evidence.items()},
         )
 
     def ex_ante(self, request: Mapping[str, Any]) -> np.ndarray:
@@ -160,12 +165,20 @@ class ProfileEstimator:
         return quality
 
     def judge(self, model: int, answer: ModelAnswer, request: Mapping[str, Any]) -> Judgement:
-        features = dict(answer.features.as_dict()) if answer.features is not None else {}
-        observation = QueryObservation(
-            prompt=prompt_text(request), posthoc={model: features}, answers={model: answer.content}
+        """The profile's estimate of ``model`` in the state where only it ran (what its
+        answer alone shows), discounted by the answer's tool-call validity."""
+        evidence = answer_evidence(answer, request)
+        quality, _ = self.fitted.predict_one(
+            self._observation(request, {model: evidence}), (model,)
         )
-        quality, _ = self.fitted.predict_one(observation, (model,))
-        return Judgement(float(quality[model]), "fitted profile", features, answer.content)
+        basis = "fitted profile" if evidence.tool_calls is None else "fitted profile, tool calls"
+        return Judgement(
+            evidence.weigh(float(quality[model])),
+            basis,
+            {**evidence.posthoc(), **evidence.flags()},
+            answer.content,
+            evidence,
+        )
 
     def optimistic_quality(self, lp_sum: float, max_tokens: int) -> float | None:
         """No bound is known for a fitted regression, so drafts are never aborted early."""
@@ -179,10 +192,13 @@ class ProfileEstimator:
         cost: np.ndarray,
     ) -> QueryEstimates:
         ran = tuple(sorted(judgements))
-        quality, uncertainty = self.fitted.predict_one(self._observation(request, judgements), ran)
+        evidence = {m: j.evidence for m, j in judgements.items() if j.evidence is not None}
+        quality, uncertainty = self.fitted.predict_one(self._observation(request, evidence), ran)
         for model, judgement in judgements.items():
-            if judgement.quality == 0.0 and judgement.basis != "fitted profile":
-                quality[model] = 0.0  # failed, skipped or unusable
+            if judgement.evidence is not None:
+                quality[model] = judgement.evidence.weigh(float(quality[model]))
+            elif judgement.quality is not None:
+                quality[model] = judgement.quality  # failed, skipped, unusable or aborted
         return QueryEstimates(np.clip(quality, 0.0, 1.0), cost, uncertainty)
 
 

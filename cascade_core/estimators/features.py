@@ -12,7 +12,9 @@ estimator (only the coefficients differ per (model, R)):
 
 Missing values stay NaN here; `LogisticModel` treats NaN as the training mean (neutral).
 The batch path (a whole `ReplayDataset`) and the live path (one `QueryObservation`) build
-the same columns through the same helpers, so replay numbers carry over to production.
+the same columns through the same helpers, and the token-logprob features of both come from
+`cascade_core.signals.answer_features` on the same stored values (logprobs, their top-k
+alternatives, the answer text), so replay numbers carry over to production.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from cascade_core.replay import ReplayDataset
-from cascade_core.signals import FEATURE_NAMES, features_from_logprobs, normalize_answer
+from cascade_core.signals import FEATURE_NAMES, TokenLogprobs, answer_features, normalize_answer
 from cascade_core.validation import StrictInt, validate_as
 
 CONFIDENCE_SIGNAL = "confidence_logprob"
@@ -154,8 +156,9 @@ class QueryObservation:
     """One live query: its inputs and, per model already run, its post-hoc signals.
 
     ``posthoc[m]`` maps feature names (`FeatureSpec.posthoc_names`) to values; use
-    `posthoc_from_confidence` or `posthoc_from_logprobs` to build it. Unknown values may be
-    left out (they count as the training mean).
+    `posthoc_from_confidence` or `posthoc_from_logprobs` (the live engine's answers carry the
+    same values as `LogprobFeatures.as_dict`) to build it. Unknown values may be left out
+    (they count as the training mean).
     """
 
     prompt: str = ""
@@ -174,12 +177,14 @@ def posthoc_from_confidence(confidence_logprob: float | None) -> dict[str, float
 
 
 def posthoc_from_logprobs(
-    logprobs: Sequence[float] | None, *, answer_parsed: bool = True
+    tokens: TokenLogprobs | None, answer: str | None = None
 ) -> dict[str, float]:
-    """The token-logprob features of `cascade_core.signals` (None: no logprobs, all NaN)."""
-    if logprobs is None:
+    """The token-logprob features of one answer (`answer_features`); all NaN without
+    logprobs. ``answer`` is the answer's text (None: not logged)."""
+    features = answer_features(tokens, answer)
+    if features is None:
         return {name: math.nan for name in FEATURE_NAMES}
-    return features_from_logprobs(list(logprobs), answer_parsed=answer_parsed).as_dict()
+    return features.as_dict()
 
 
 @dataclass(frozen=True)
@@ -267,10 +272,11 @@ def table_from_dataset(
     elif spec.posthoc_source == "logprobs" and data.logprobs is not None:
         for i in range(n):
             for j in range(k):
+                logprobs = data.logprobs[i, j]
+                tops = None if data.top_logprobs is None else data.top_logprobs[i, j]
+                tokens = None if logprobs is None else TokenLogprobs(logprobs, tops)
                 answer = None if data.answers is None else data.answers[i, j]
-                values = posthoc_from_logprobs(
-                    data.logprobs[i, j], answer_parsed=answer is None or bool(answer)
-                )
+                values = posthoc_from_logprobs(tokens, answer)
                 posthoc[i, j, :] = [values[name] for name in names]
     agree = (
         _agreement_matrix(data.answers) if spec.use_agreement and data.answers is not None else None

@@ -46,6 +46,9 @@ class ReplayDataset:
         answers: optional n x k object array of answer strings (for agreement features).
         logprobs: optional n x k object array; each cell a 1-d float array of token logprobs
             or None (for the token-logprob features).
+        top_logprobs: optional n x k object array aligned with ``logprobs``; each cell None
+            (alternatives not logged) or a tuple with, per token, the tuple of logprobs of
+            its top-k alternatives (for the entropy and margin features).
         tokens_in, tokens_out: optional n x k float arrays of token counts (NaN = not logged).
         dropped_ids: ids of rows the loader dropped (e.g. RouterBench rows with empty cells),
             kept so that a report can say what was left out instead of hiding it.
@@ -61,6 +64,7 @@ class ReplayDataset:
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     answers: np.ndarray | None = None
     logprobs: np.ndarray | None = None
+    top_logprobs: np.ndarray | None = None
     tokens_in: np.ndarray | None = None
     tokens_out: np.ndarray | None = None
     dropped_ids: tuple[str, ...] = ()
@@ -100,6 +104,7 @@ class ReplayDataset:
             "cost": self.cost,
             "answers": self.answers,
             "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             **{f"signals[{s!r}]": v for s, v in self.signals.items()},
@@ -135,6 +140,22 @@ class ReplayDataset:
             arr = arrays[label]
             if arr is not None and np.any(arr < 0):
                 raise InvalidInputError(f"{where}: negative {label}")
+        if self.top_logprobs is not None:
+            self._validate_alignment(where)
+
+    def _validate_alignment(self, where: str) -> None:
+        """Each logged ``top_logprobs`` cell has one entry per token of its ``logprobs``."""
+        assert self.top_logprobs is not None
+        for (i, j), tops in np.ndenumerate(self.top_logprobs):
+            if tops is None:
+                continue
+            tokens = None if self.logprobs is None else self.logprobs[i, j]
+            if tokens is None or len(tokens) != len(tops):
+                raise InvalidInputError(
+                    f"{where}: top_logprobs for query {self.query_ids[i]!r}, model "
+                    f"{self.model_names[j]!r} has {len(tops)} entries for "
+                    f"{0 if tokens is None else len(tokens)} token logprobs; give one per token"
+                )
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -189,6 +210,7 @@ class ReplayDataset:
             signals={k: v[idx] for k, v in self.signals.items()},
             answers=None if self.answers is None else self.answers[idx],
             logprobs=None if self.logprobs is None else self.logprobs[idx],
+            top_logprobs=None if self.top_logprobs is None else self.top_logprobs[idx],
             tokens_in=None if self.tokens_in is None else self.tokens_in[idx],
             tokens_out=None if self.tokens_out is None else self.tokens_out[idx],
         )
@@ -210,6 +232,7 @@ class ReplayDataset:
             signals={k: v[:, cols] for k, v in self.signals.items()},
             answers=take(self.answers),
             logprobs=take(self.logprobs),
+            top_logprobs=take(self.top_logprobs),
             tokens_in=take(self.tokens_in),
             tokens_out=take(self.tokens_out),
         )
@@ -294,6 +317,7 @@ def concat_datasets(datasets: Sequence[ReplayDataset], name: str = "pooled") -> 
         signals={s: np.concatenate([p.signals[s] for p in parts]) for s in common},
         answers=stack("answers"),
         logprobs=stack("logprobs"),
+        top_logprobs=stack("top_logprobs"),
         tokens_in=stack("tokens_in"),
         tokens_out=stack("tokens_out"),
         dropped_ids=tuple(d for p in parts for d in p.dropped_ids),

@@ -16,12 +16,21 @@ Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by
                                              #   required; if both are given they must agree
            "cost_usd": 0.00012,              # required, number >= 0 (actual cost of the call)
            "logprobs": [-0.01, -1.2],        # optional list of token logprobs (numbers <= 0)
+           "top_logprobs": [[-0.01, -4.7],   # optional, needs "logprobs": per token, the
+                            [-1.2, -0.4, -3.1]],  # logprobs of its top-k alternatives (the
+                                             #   engine asks for 5; [] or null for a token
+                                             #   without); feeds the entropy/margin features
            "confidence_logprob": -0.3,       # optional number <= 0: one logged confidence
            "answer": "Paris",                # optional str: for agreement features
            "tokens_in": 120,                 # optional number >= 0
            "tokens_out": 3                   # optional number >= 0
          },
          "big-model": {...}}}
+
+  ``top_logprobs`` is what ``calibrate --save-replay`` writes from the providers'
+  ``logprobs.content[i].top_logprobs`` (only the numbers; token strings are not needed), so
+  a profile fitted on a saved replay sees the same entropy and margin features as the live
+  engine. Without it those two features are NaN (unknown) for that model and query.
 
   Unknown keys (e.g. ``latency_ms``) are ignored. ``null`` means "not logged" for the
   optional fields. Signal ``confidence_logprob`` is the logged value, or, when only
@@ -305,6 +314,40 @@ class _LineParser:
                 )
         return np.asarray(parsed, dtype=float)
 
+    def top_logprobs(
+        self, entry: Mapping[str, Any], field: str, logprobs: np.ndarray | None
+    ) -> tuple[tuple[float, ...], ...] | None:
+        """Per token, the logprobs of its alternatives; one entry per token of ``logprobs``."""
+        value = entry.get("top_logprobs")
+        if value is None:
+            return None
+        name = f"{field}.top_logprobs"
+        if not isinstance(value, list):
+            raise self.error(name, "expected a list with one list of numbers per token")
+        if logprobs is None:
+            raise self.error(name, "given without 'logprobs'; log the token logprobs too")
+        if len(value) != len(logprobs):
+            raise self.error(
+                name, f"{len(value)} entries for {len(logprobs)} token logprobs; give one per token"
+            )
+        tokens: list[tuple[float, ...]] = []
+        for i, alternatives in enumerate(value):
+            if alternatives is None:
+                tokens.append(())
+                continue
+            if not isinstance(alternatives, list):
+                raise self.error(f"{name}[{i}]", "expected a list of numbers")
+            parsed = [_logprob(v) for v in alternatives]
+            for j, v in enumerate(parsed):
+                if v is None:
+                    raise self.error(
+                        f"{name}[{i}][{j}]",
+                        "expected a log-probability (a number <= 0 or -inf), got "
+                        f"{_short(alternatives[j])}",
+                    )
+            tokens.append(tuple(v for v in parsed if v is not None))
+        return tuple(tokens)
+
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     for line_no, raw in _lines(path):
@@ -349,6 +392,7 @@ def load_replay_jsonl(
     conf: list[list[float]] = []
     answers: list[list[str | None]] = []
     logprobs: list[list[np.ndarray | None]] = []
+    top_logprobs: list[list[tuple[tuple[float, ...], ...] | None]] = []
     tok_in: list[list[float]] = []
     tok_out: list[list[float]] = []
     names: list[str] | None = list(models) if models is not None else None
@@ -383,7 +427,7 @@ def load_replay_jsonl(
                     f"model {extra[0]!r} is not on the first line (every line needs the same "
                     "models; pass models=[...] to select some)",
                 )
-        row = {k: [] for k in ("q", "c", "conf", "ans", "lp", "ti", "to")}
+        row = {k: [] for k in ("q", "c", "conf", "ans", "lp", "top", "ti", "to")}
         for m in names:
             field = f"models.{m}"
             entry = entries.get(m)
@@ -401,6 +445,7 @@ def load_replay_jsonl(
                 raise p.error(f"{field}.{CONFIDENCE}", "missing (required signal)")
             row["conf"].append(c)
             row["lp"].append(lp)
+            row["top"].append(p.top_logprobs(entry, field, lp))
             ans = entry.get("answer")
             if ans is not None and not isinstance(ans, str):
                 raise p.error(f"{field}.answer", f"expected a string, got {type(ans).__name__}")
@@ -416,6 +461,7 @@ def load_replay_jsonl(
         conf.append(row["conf"])
         answers.append(row["ans"])
         logprobs.append(row["lp"])
+        top_logprobs.append(row["top"])
         tok_in.append(row["ti"])
         tok_out.append(row["to"])
 
@@ -448,6 +494,7 @@ def load_replay_jsonl(
         signals={} if conf_arr is None else {CONFIDENCE: conf_arr},
         answers=objects(answers),
         logprobs=objects(logprobs),
+        top_logprobs=objects(top_logprobs),
         tokens_in=floats(tok_in),
         tokens_out=floats(tok_out),
     )

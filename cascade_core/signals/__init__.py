@@ -2,14 +2,19 @@
 
 Why a separate package: these run on the live path after every model call, so they depend
 only on numpy (and ``jsonschema``, already required by LiteLLM, for tool-call arguments);
-fitting estimators on them (scikit-learn etc.) lives elsewhere.
+fitting estimators on them (scikit-learn etc.) lives elsewhere. Nothing here parses a provider
+response: ``cascade_core.engine.answers.ModelAnswer`` does, once, and hands these functions
+plain values.
 
-* :mod:`.logprob_features`: token-logprob features (Gupta et al. 2024), batch and streaming.
+* :mod:`.logprob_features`: token-logprob features (Gupta et al. 2024), the one feature
+  builder of live, calibration and replay (`answer_features`).
 * :mod:`.agreement`: agreement between the answers of models already run.
 * :mod:`.tool_calls`: tool-call validity and finish-state signals, for answers without
   logprobs.
+* :mod:`.access`: the one reader of dict-or-object payload fields.
 """
 
+from cascade_core.signals.access import get_field
 from cascade_core.signals.agreement import (
     DEFAULT_LETTERS,
     agreement_fractions,
@@ -24,9 +29,9 @@ from cascade_core.signals.logprob_features import (
     LogprobAccumulator,
     LogprobFeatures,
     TokenLogprobs,
+    answer_features,
+    answer_parsed,
     features_from_logprobs,
-    features_from_response,
-    token_logprobs_from_response,
 )
 from cascade_core.signals.tool_calls import (
     NO_PARAMETERS_SCHEMA,
@@ -35,7 +40,6 @@ from cascade_core.signals.tool_calls import (
     ToolCallSignals,
     check_tool_calls,
     message_signals,
-    response_signals,
 )
 
 __all__ = [
@@ -51,13 +55,13 @@ __all__ = [
     "ToolCallCheck",
     "ToolCallSignals",
     "agreement_fractions",
+    "answer_features",
+    "answer_parsed",
     "answers_agree",
     "check_tool_calls",
     "extract_choice_letter",
     "features_from_logprobs",
-    "features_from_response",
+    "get_field",
     "message_signals",
     "normalize_answer",
-    "response_signals",
-    "token_logprobs_from_response",
 ]

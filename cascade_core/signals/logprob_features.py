@@ -7,22 +7,17 @@ logprobs (not just their mean) predict correctness well enough to decide whether
 escalate. This module turns logprobs into a fixed, named feature vector that a calibrated
 estimator maps to P(correct).
 
-Three entry points give *bit-identical* features for the same tokens:
+One builder serves every path, so what calibration fits on is what the engine serves:
+:func:`answer_features` reads an answer in storage form (:class:`TokenLogprobs`: each token's
+logprob and the logprobs of its top-k alternatives, plus the answer's text). The live engine
+calls it on the answer it parsed (``cascade_core.engine.answers.ModelAnswer``), the replay on a
+`ReplayDataset` cell, and calibration writes exactly what the engine parsed into the replay.
+:class:`LogprobAccumulator` is the arithmetic behind it; a stream's draft also reads it while
+tokens arrive (early abort), and its reading then equals the builder's on the tokens so far.
+Parsing provider responses is not done here: `ModelAnswer` is the one parser.
 
-* :func:`features_from_response` reads a LiteLLM / OpenAI chat response
-  (``response.choices[i].logprobs.content``), objects or plain dicts;
-* :func:`features_from_logprobs` reads a stored list of floats (optionally with per-token
-  top-k alternatives), as written to logs;
-* :class:`LogprobAccumulator` adds tokens chunk by chunk while a response streams (LiteLLM's
-  ``stream_chunk_builder`` drops streaming logprobs, so they must be gathered on the fly).
-
-Identity across the three paths is by construction: sums use exactly rounded summation
-(``math.fsum`` in batch, Shewchuk partials in the accumulator, which ``math.fsum`` then rounds
-to the same double), quantiles come from the same sorted-list interpolation, and per-token
-entropy/margin come from the same scalar helper.
-
-Logprobs are never invented: when a response carries no logprobs the response entry point
-returns ``None`` and the caller must fall back to other signals.
+Logprobs are never invented: an answer without logprobs has no features (``None``) and the
+caller must fall back to other signals.
 
 Conventions (documented here because the estimator must know them):
 
@@ -33,14 +28,15 @@ Conventions (documented here because the estimator must know them):
 * A feature that is undefined is ``NaN`` (never a made-up number): ``mean_entropy`` when no
   token has top-k alternatives, ``mean_margin`` when no token has two or more, and every
   per-token statistic of an empty token list (see :func:`features_from_logprobs`).
+* ``answer_parsed`` is :func:`answer_parsed` of the answer's text: the engine has no task
+  parser, so "parsed" means the answer has text to grade, on every path alike.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -53,9 +49,9 @@ __all__ = [
     "LogprobAccumulator",
     "LogprobFeatures",
     "TokenLogprobs",
+    "answer_features",
+    "answer_parsed",
     "features_from_logprobs",
-    "features_from_response",
-    "token_logprobs_from_response",
 ]
 
 LOGPROB_FLOOR: float = -9999.0
@@ -100,8 +96,9 @@ class LogprobFeatures:
             mass. It is a cheap proxy, not the entropy itself.
         mean_margin: mean over tokens with >= 2 alternatives of logprob(top-1) -
             logprob(top-2); small margins mean the model hesitated between tokens.
-        answer_parsed: 1.0 when the caller could parse an answer from the text (e.g. a
-            multiple-choice letter), else 0.0; supplied by the caller, not computed here.
+        answer_parsed: 1.0 when an answer was parsed from the text, else 0.0; given to
+            :func:`features_from_logprobs`, and :func:`answer_parsed` of the text on every
+            path that builds features from an answer (:func:`answer_features`).
         n_tokens: number of tokens (metadata, not a feature).
         n_with_top: number of tokens that had >= 1 top-k alternative (metadata).
     """
@@ -129,24 +126,19 @@ class LogprobFeatures:
 
 
 class TokenLogprobs(NamedTuple):
-    """Logprobs of one answer in storage form: what logs keep and batch features read.
+    """Logprobs of one answer in storage form: what the engine parses, the replay format
+    stores (``logprobs`` and ``top_logprobs``) and :func:`answer_features` reads.
 
     ``top_logprobs[i]`` holds the logprobs of the top-k alternatives of token ``i`` (empty
-    when the provider returned none for it); token strings are not needed for features.
+    when the provider returned none for it); ``top_logprobs`` is None when alternatives were
+    not logged at all. Token strings are not needed for features.
     """
 
-    logprobs: tuple[float, ...]
-    top_logprobs: tuple[tuple[float, ...], ...]
+    logprobs: Sequence[float]
+    top_logprobs: Sequence[Sequence[float]] | None = None
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """Read ``name`` from a dict or an attribute object (LiteLLM types are both-ish)."""
-    if type(obj) is dict or isinstance(obj, Mapping):  # exact-type check first: hot path
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 def _clean(value: Any, where: str) -> float:
@@ -168,30 +160,18 @@ def _clean(value: Any, where: str) -> float:
     return x if x > LOGPROB_FLOOR else LOGPROB_FLOOR
 
 
-def _top_values(item: Any, where: str) -> tuple[float, ...]:
-    """Logprobs of one token's alternatives from any of the accepted layouts.
-
-    Accepted: ``None``; a sequence of floats; a sequence of ``{token, logprob}`` dicts or
-    objects (OpenAI chat format); a ``{token: logprob}`` mapping (legacy completions format).
-    """
+def _top_values(item: Sequence[float] | None, where: str) -> tuple[float, ...]:
+    """The cleaned logprobs of one token's alternatives (None: the token has none)."""
     if item is None:
         return ()
-    if isinstance(item, Mapping) and "logprob" not in item:
-        values: Iterable[Any] = item.values()
-    else:
-        if isinstance(item, Mapping):  # a single {token, logprob} entry is a layout error
-            raise ValueError(f"{where}: expected a list of alternatives, got one mapping")
-        values = (
-            alt if type(alt) is float or isinstance(alt, numbers.Real) else _get(alt, "logprob")
-            for alt in item
-        )
-    return tuple(_clean(v, where) for v in values)
+    return tuple(_clean(v, where) for v in item)
 
 
 def _entropy_margin(tops: Sequence[float]) -> tuple[float | None, float | None]:
     """Renormalized entropy (nats) and top-1/top-2 margin of one token's alternatives.
 
-    Scalar ``math`` on purpose: k is small, and batch and streaming must round identically.
+    Scalar ``math`` on purpose: k is small, and it keeps the arithmetic of one token
+    independent of how many tokens came before it.
     """
     k = len(tops)
     if k == 0:
@@ -234,182 +214,19 @@ def _msum_add(partials: list[float], x: float) -> None:
     partials[i:] = [x]
 
 
-def _assemble(
-    sorted_lps: Sequence[float],
-    lp_sum: float,
-    entropy_sum: float,
-    n_entropy: int,
-    margin_sum: float,
-    n_margin: int,
-    answer_parsed: bool,
-) -> LogprobFeatures:
-    """Build the vector from sufficient statistics shared by batch and streaming."""
-    n = len(sorted_lps)
-    parsed = 1.0 if answer_parsed else 0.0
-    mean_entropy = entropy_sum / n_entropy if n_entropy else _NAN
-    mean_margin = margin_sum / n_margin if n_margin else _NAN
-    if n == 0:
-        return LogprobFeatures(
-            lp_sum=0.0,
-            lp_mean=_NAN,
-            lp_min=_NAN,
-            lp_median=_NAN,
-            lp_p10=_NAN,
-            lp_p25=_NAN,
-            log_n_tokens=_NAN,
-            mean_entropy=_NAN,
-            mean_margin=_NAN,
-            answer_parsed=parsed,
-            n_tokens=0,
-            n_with_top=0,
-        )
-    return LogprobFeatures(
-        lp_sum=lp_sum,
-        lp_mean=lp_sum / n,
-        lp_min=float(sorted_lps[0]),
-        lp_median=_quantile_sorted(sorted_lps, 0.5),
-        lp_p10=_quantile_sorted(sorted_lps, 0.1),
-        lp_p25=_quantile_sorted(sorted_lps, 0.25),
-        log_n_tokens=math.log(n),
-        mean_entropy=mean_entropy,
-        mean_margin=mean_margin,
-        answer_parsed=parsed,
-        n_tokens=n,
-        n_with_top=n_entropy,
-    )
-
-
-# ---------------------------------------------------------------------------- batch
-
-
-def features_from_logprobs(
-    logprobs: Sequence[float],
-    top_logprobs: Sequence[Any] | None = None,
-    *,
-    answer_parsed: bool,
-) -> LogprobFeatures:
-    """Features from stored token logprobs.
-
-    Args:
-        logprobs: the logprob of each generated token, in order.
-        top_logprobs: optional, one entry per token: its top-k alternatives as floats,
-            ``{token, logprob}`` items, or a ``{token: logprob}`` mapping; ``None``/empty
-            for a token without alternatives. Without it, entropy and margin are NaN.
-        answer_parsed: whether the caller parsed an answer from the text (tasks without a
-            parser pass True: there was nothing to fail). Required so it is never guessed.
-
-    Returns:
-        The features. An empty token list (an empty answer that still came with logprobs)
-        gives ``lp_sum = 0.0`` (the log-probability of the empty sequence) and NaN for every
-        per-token statistic and ``log_n_tokens``: there are no tokens to describe, and an
-        empty answer is better caught by the empty-content signal than by a fake number.
-
-    Raises:
-        ValueError: on NaN or clearly positive logprobs, or when ``top_logprobs`` does not
-            have one entry per token.
-    """
-    lps = [_clean(v, f"token {i}") for i, v in enumerate(logprobs)]
-    if top_logprobs is not None and len(top_logprobs) != len(lps):
-        raise ValueError(
-            f"top_logprobs has {len(top_logprobs)} entries for {len(lps)} tokens; "
-            "give one entry (possibly empty) per token"
-        )
-    entropies: list[float] = []
-    margins: list[float] = []
-    for i, item in enumerate(top_logprobs or ()):
-        entropy, margin = _entropy_margin(_top_values(item, f"top_logprobs of token {i}"))
-        if entropy is not None:
-            entropies.append(entropy)
-        if margin is not None:
-            margins.append(margin)
-    return _assemble(
-        sorted(lps),
-        math.fsum(lps),
-        math.fsum(entropies),
-        len(entropies),
-        math.fsum(margins),
-        len(margins),
-        answer_parsed,
-    )
-
-
-def _choice_at(container: Any, choice: int) -> Any:
-    """The choice whose ``index`` is ``choice`` (falls back to list position)."""
-    choices = _get(container, "choices")
-    if not choices:
-        return None
-    for pos, ch in enumerate(choices):
-        if _get(ch, "index", pos) == choice:
-            return ch
-    return None
-
-
-def _token_items(logprobs_obj: Any) -> list[Any] | None:
-    """``logprobs.content`` of a choice, or None when the provider returned no logprobs."""
-    if logprobs_obj is None:
-        return None
-    content = _get(logprobs_obj, "content")
-    if content is None:
-        return None
-    return list(content)
-
-
-def _split_items(items: Sequence[Any], offset: int = 0) -> TokenLogprobs:
-    """Token logprobs and their alternatives from OpenAI-format ``content`` items."""
-    lps: list[float] = []
-    tops: list[tuple[float, ...]] = []
-    for j, item in enumerate(items):
-        where = f"token {offset + j}"
-        lps.append(_clean(_get(item, "logprob"), where))
-        tops.append(_top_values(_get(item, "top_logprobs"), f"top_logprobs of {where}"))
-    return TokenLogprobs(tuple(lps), tuple(tops))
-
-
-def token_logprobs_from_response(response: Any, choice: int = 0) -> TokenLogprobs | None:
-    """Extract storable logprobs from a LiteLLM/OpenAI chat response (object or dict).
-
-    Returns None when the choice is missing, ``logprobs`` is absent/None, or its
-    ``content`` is None (e.g. a tool-call-only answer): logprobs are never invented.
-    """
-    ch = _choice_at(response, choice)
-    if ch is None:
-        return None
-    items = _token_items(_get(ch, "logprobs"))
-    if items is None:
-        return None
-    return _split_items(items)
-
-
-def features_from_response(
-    response: Any, *, answer_parsed: bool, choice: int = 0
-) -> LogprobFeatures | None:
-    """Features from a LiteLLM ``ModelResponse`` / OpenAI ChatCompletion (object or dict).
-
-    Reads ``response.choices[choice].logprobs.content`` (each item ``.logprob`` and
-    ``.top_logprobs`` = list of ``{token, logprob}``). Returns None when the response has no
-    logprobs (providers like Anthropic/Bedrock, reasoning models, tool-call answers); the
-    caller then falls back to other signals. Identical to :func:`features_from_logprobs`
-    on :func:`token_logprobs_from_response`.
-    """
-    stored = token_logprobs_from_response(response, choice)
-    if stored is None:
-        return None
-    return features_from_logprobs(stored.logprobs, stored.top_logprobs, answer_parsed=answer_parsed)
-
-
-# ---------------------------------------------------------------------------- streaming
+# ---------------------------------------------------------------------------- the builder
 
 
 class LogprobAccumulator:
-    """Incremental features for a streaming response.
+    """The feature arithmetic, fed token by token.
 
-    Why: LiteLLM's ``stream_chunk_builder`` drops streaming logprobs, and an engine that may
-    abort a draft early wants features while tokens arrive. Adding a token is O(1) for the
-    sums (amortized; Shewchuk partials stay tiny) plus an O(log n) search and memmove into a
-    sorted list for the quantiles; reading :meth:`features` is O(1). At any point the result
-    equals :func:`features_from_logprobs` on the tokens added so far, bit for bit.
+    Why incremental: a streamed draft is checked for early abort while its tokens arrive.
+    Adding a token is O(1) for the sums (amortized; Shewchuk partials stay tiny, and
+    ``math.fsum`` of them is the exactly rounded sum, independent of the order tokens came
+    in) plus an O(log n) search and memmove into a sorted list for the quantiles; reading
+    :meth:`features` is O(1).
 
-    One accumulator per response (it holds per-request state; do not share across requests).
+    One accumulator per answer (it holds per-request state; do not share across requests).
     """
 
     __slots__ = (
@@ -438,44 +255,14 @@ class LogprobAccumulator:
 
     @property
     def has_logprobs(self) -> bool:
-        """Whether any logprobs were seen (a token, or a chunk carrying ``logprobs``)."""
+        """Whether any logprobs were seen (a token, or an explicit empty list)."""
         return self._saw_logprobs
 
-    def add(self, logprob: float, top_logprobs: Any = None) -> None:
-        """Add one token: its logprob and optionally its alternatives (any layout that
-        :func:`features_from_logprobs` accepts for one token)."""
+    def add(self, logprob: float, top_logprobs: Sequence[float] | None = None) -> None:
+        """Add one token: its logprob and optionally the logprobs of its alternatives."""
         where = f"token {len(self._sorted)}"
-        self._add_clean(_clean(logprob, where), _top_values(top_logprobs, where))
-
-    def extend(self, logprobs: Sequence[float], top_logprobs: Sequence[Any] | None = None) -> None:
-        """Add several tokens (same layout as :func:`features_from_logprobs`)."""
-        if top_logprobs is not None and len(top_logprobs) != len(logprobs):
-            raise ValueError(
-                f"top_logprobs has {len(top_logprobs)} entries for {len(logprobs)} tokens"
-            )
-        self._saw_logprobs = True
-        for i, lp in enumerate(logprobs):
-            self.add(lp, None if top_logprobs is None else top_logprobs[i])
-
-    def add_chunk(self, chunk: Any, choice: int = 0) -> int:
-        """Add the tokens carried by one streaming chunk (object or dict).
-
-        Reads ``chunk.choices[choice].logprobs.content``; chunks without logprobs (role-only,
-        final usage chunk, providers without logprobs) add nothing. Returns tokens added.
-        """
-        ch = _choice_at(chunk, choice)
-        if ch is None:
-            return 0
-        items = _token_items(_get(ch, "logprobs"))
-        if items is None:
-            return 0
-        self._saw_logprobs = True
-        stored = _split_items(items, offset=len(self._sorted))
-        for lp, tops in zip(stored.logprobs, stored.top_logprobs, strict=True):
-            self._add_clean(lp, tops)
-        return len(items)
-
-    def _add_clean(self, lp: float, tops: tuple[float, ...]) -> None:
+        lp = _clean(logprob, where)
+        tops = _top_values(top_logprobs, f"top_logprobs of {where}")
         self._saw_logprobs = True
         bisect.insort(self._sorted, lp)
         _msum_add(self._lp_partials, lp)
@@ -487,16 +274,114 @@ class LogprobAccumulator:
             _msum_add(self._margin_partials, margin)
             self._n_margin += 1
 
+    def extend(
+        self, logprobs: Sequence[float], top_logprobs: Sequence[Sequence[float]] | None = None
+    ) -> None:
+        """Add several tokens; ``top_logprobs`` (optional) has one entry per token. An empty
+        ``logprobs`` still records that the provider sent logprobs (an empty answer)."""
+        if top_logprobs is not None and len(top_logprobs) != len(logprobs):
+            raise ValueError(
+                f"top_logprobs has {len(top_logprobs)} entries for {len(logprobs)} tokens; "
+                "give one entry (possibly empty) per token"
+            )
+        self._saw_logprobs = True
+        for i, lp in enumerate(logprobs):
+            self.add(lp, None if top_logprobs is None else top_logprobs[i])
+
     def features(self, *, answer_parsed: bool) -> LogprobFeatures | None:
-        """Features of the tokens so far; None if no logprobs were ever seen."""
+        """Features of the tokens so far; None if no logprobs were ever seen.
+
+        An empty token list gives ``lp_sum = 0.0`` (the log-probability of the empty
+        sequence) and NaN for every per-token statistic and ``log_n_tokens``: there are no
+        tokens to describe, and an empty answer is better caught by the empty-content signal
+        than by a fake number.
+        """
         if not self._saw_logprobs:
             return None
-        return _assemble(
-            self._sorted,
-            math.fsum(self._lp_partials),
-            math.fsum(self._entropy_partials),
-            self._n_entropy,
-            math.fsum(self._margin_partials),
-            self._n_margin,
-            answer_parsed,
+        n = len(self._sorted)
+        parsed = 1.0 if answer_parsed else 0.0
+        if n == 0:
+            return LogprobFeatures(
+                lp_sum=0.0,
+                lp_mean=_NAN,
+                lp_min=_NAN,
+                lp_median=_NAN,
+                lp_p10=_NAN,
+                lp_p25=_NAN,
+                log_n_tokens=_NAN,
+                mean_entropy=_NAN,
+                mean_margin=_NAN,
+                answer_parsed=parsed,
+                n_tokens=0,
+                n_with_top=0,
+            )
+        lp_sum = math.fsum(self._lp_partials)
+        return LogprobFeatures(
+            lp_sum=lp_sum,
+            lp_mean=lp_sum / n,
+            lp_min=float(self._sorted[0]),
+            lp_median=_quantile_sorted(self._sorted, 0.5),
+            lp_p10=_quantile_sorted(self._sorted, 0.1),
+            lp_p25=_quantile_sorted(self._sorted, 0.25),
+            log_n_tokens=math.log(n),
+            mean_entropy=(
+                math.fsum(self._entropy_partials) / self._n_entropy if self._n_entropy else _NAN
+            ),
+            mean_margin=(
+                math.fsum(self._margin_partials) / self._n_margin if self._n_margin else _NAN
+            ),
+            answer_parsed=parsed,
+            n_tokens=n,
+            n_with_top=self._n_entropy,
         )
+
+
+def features_from_logprobs(
+    logprobs: Sequence[float],
+    top_logprobs: Sequence[Sequence[float]] | None = None,
+    *,
+    answer_parsed: bool,
+) -> LogprobFeatures:
+    """Features of a whole token list (see :meth:`LogprobAccumulator.features`).
+
+    Args:
+        logprobs: the logprob of each generated token, in order.
+        top_logprobs: optional, one entry per token: the logprobs of its top-k
+            alternatives (empty or None for a token without). Without it, entropy and
+            margin are NaN.
+        answer_parsed: whether an answer was parsed from the text. Required so it is never
+            guessed; :func:`answer_features` derives it from the text.
+
+    Raises:
+        ValueError: on NaN or clearly positive logprobs, or when ``top_logprobs`` does not
+            have one entry per token.
+    """
+    accumulator = LogprobAccumulator()
+    accumulator.extend(logprobs, top_logprobs)
+    features = accumulator.features(answer_parsed=answer_parsed)
+    assert features is not None  # extend() records logprobs even for an empty list
+    return features
+
+
+def answer_parsed(text: str | None) -> bool:
+    """The ``answer_parsed`` flag of an answer: False only for text known to be empty.
+
+    ``None`` (a log that kept logprobs but not the text) counts as parsed: nothing shows it
+    failed.
+    """
+    return text is None or bool(text.strip())
+
+
+def answer_features(tokens: TokenLogprobs | None, text: str | None) -> LogprobFeatures | None:
+    """The post-hoc features of one answer: the one builder of live, calibration and replay.
+
+    Args:
+        tokens: the answer's token logprobs and alternatives; None when it came without
+            logprobs (then there are no features: logprobs are never invented).
+        text: the answer's text (None: not logged), for :func:`answer_parsed`.
+    """
+    if tokens is None:
+        return None
+    return features_from_logprobs(
+        tokens.logprobs, tokens.top_logprobs, answer_parsed=answer_parsed(text)
+    )

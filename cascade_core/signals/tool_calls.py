@@ -37,6 +37,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from cascade_core.signals.access import get_field
+
 __all__ = [
     "NO_PARAMETERS_SCHEMA",
     "ResponseSignals",
@@ -44,7 +46,6 @@ __all__ = [
     "ToolCallSignals",
     "check_tool_calls",
     "message_signals",
-    "response_signals",
 ]
 
 NO_PARAMETERS_SCHEMA: dict[str, Any] = {
@@ -55,15 +56,6 @@ NO_PARAMETERS_SCHEMA: dict[str, Any] = {
 """Schema used for a tool declared without ``parameters``: no arguments allowed."""
 
 _MAX_ERRORS = 5
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """Read ``name`` from a dict or an attribute object (LiteLLM types are both-ish)."""
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +128,10 @@ def _tool_schemas(tools: Sequence[Any] | None) -> dict[str, Any]:
     """``{name: parameters schema or None}`` from request tools (OpenAI or legacy layout)."""
     out: dict[str, Any] = {}
     for tool in tools or ():
-        fn = _get(tool, "function") or tool  # {"type": "function", "function": {...}} or flat
-        name = _get(fn, "name")
+        fn = get_field(tool, "function") or tool  # {"type": "function", "function": {...}} or flat
+        name = get_field(fn, "name")
         if isinstance(name, str) and name not in out:
-            out[name] = _get(fn, "parameters")
+            out[name] = get_field(fn, "parameters")
     return out
 
 
@@ -164,14 +156,14 @@ def _parse_arguments(raw: Any) -> tuple[Any, str | None]:
 
 
 def _check_one(index: int, call: Any, schemas: Mapping[str, Any]) -> ToolCallCheck:
-    fn = _get(call, "function") or call
-    name = _get(fn, "name")
-    call_id = _get(call, "id")
+    fn = get_field(call, "function") or call
+    name = get_field(fn, "name")
+    call_id = get_field(call, "id")
     errors: list[str] = []
     exists = isinstance(name, str) and name in schemas
     if not exists:
         errors.append(f"unknown tool {name!r}")
-    args, parse_error = _parse_arguments(_get(fn, "arguments"))
+    args, parse_error = _parse_arguments(get_field(fn, "arguments"))
     parses = parse_error is None
     if parse_error:
         errors.append(parse_error)
@@ -219,10 +211,10 @@ def _validate(args: Any, schema: Any) -> tuple[bool | None, list[str]]:
 
 def _calls_of(message: Any) -> list[Any]:
     """``tool_calls`` of a message, or the legacy ``function_call`` as a single call."""
-    calls = _get(message, "tool_calls")
+    calls = get_field(message, "tool_calls")
     if calls:
         return list(calls)
-    legacy = _get(message, "function_call")
+    legacy = get_field(message, "function_call")
     return [{"function": legacy}] if legacy else []
 
 
@@ -233,7 +225,7 @@ def _tool_choice_respected(tool_choice: Any, names: list[str | None]) -> bool:
         return not names
     if tool_choice == "required":
         return bool(names)
-    wanted = _get(_get(tool_choice, "function"), "name")
+    wanted = get_field(get_field(tool_choice, "function"), "name")
     if isinstance(wanted, str):
         return bool(names) and all(n == wanted for n in names)
     return True  # an unknown tool_choice form: nothing to check against
@@ -305,29 +297,19 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, Sequence):
-        return "".join(str(_get(part, "text") or "") for part in content)
+        return "".join(str(get_field(part, "text") or "") for part in content)
     return str(content)
 
 
 def message_signals(message: Any, finish_reason: str | None) -> ResponseSignals:
     """Finish-state signals from an assistant message and its choice's finish_reason."""
-    refusal = _get(message, "refusal")
+    refusal = get_field(message, "refusal")
     has_calls = bool(_calls_of(message))
     return ResponseSignals(
         finish_reason=finish_reason,
         truncated=finish_reason == "length",
         content_filtered=finish_reason == "content_filter",
         refused=bool(isinstance(refusal, str) and refusal.strip()) or finish_reason == "refusal",
-        empty_content=not _text_of(_get(message, "content")).strip() and not has_calls,
+        empty_content=not _text_of(get_field(message, "content")).strip() and not has_calls,
         has_tool_calls=has_calls,
     )
-
-
-def response_signals(response: Any, choice: int = 0) -> ResponseSignals | None:
-    """Finish-state signals of ``response.choices[choice]`` (object or dict); None if the
-    response has no such choice."""
-    choices = _get(response, "choices") or []
-    for pos, ch in enumerate(choices):
-        if _get(ch, "index", pos) == choice:
-            return message_signals(_get(ch, "message"), _get(ch, "finish_reason"))
-    return None
