@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -21,26 +22,39 @@ from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples, supermodel
 from cascade_core.strategies.base import STOP, StateGroup, Strategy
 from cascade_core.strategies.mixed import MixedStrategy
 
-# Per replay context; the bench holds two (calibration and test) per process.
+# Per memo (a context's values, a replay's estimates); the bench holds two of each per process.
 DEFAULT_CACHE_BYTES = 1 << 30
 
+K = TypeVar("K")
+V = TypeVar("V")
 StateEstimator = Callable[[frozenset[int]], tuple[FloatArray, Uncertainty]]
 
 
 class StagedEstimates:
     """Estimates for n queries in every state: ``state(ran)`` gives (quality (n, k), uncertainty).
 
-    The estimator is called lazily and memoised, since a replay only visits a few states.
+    The estimator is called lazily and memoised, since a replay only visits some states. The
+    memo keeps at most ``max_cache_bytes`` of estimates (least recently used states dropped),
+    so ``estimator`` must be a function of ``ran`` alone: a dropped state is estimated again.
     """
 
-    def __init__(self, cost: FloatArray, estimator: StateEstimator) -> None:
+    def __init__(
+        self,
+        cost: FloatArray,
+        estimator: StateEstimator,
+        *,
+        max_cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.cost = check_cost("cost", cost)
         if self.cost.ndim != 2:
             raise InvalidInputError(
                 f"cost: expected shape (n_queries, n_models), got {self.cost.shape}"
             )
         self._estimator = estimator
-        self._states: dict[frozenset[int], tuple[FloatArray, Uncertainty]] = {}
+        self._states: _BoundedCache[frozenset[int], tuple[FloatArray, Uncertainty]] = _BoundedCache(
+            max_cache_bytes, lambda entry: int(entry[0].nbytes)
+        )
+        self._visited: set[frozenset[int]] = set()
 
     @property
     def n_queries(self) -> int:
@@ -52,25 +66,28 @@ class StagedEstimates:
 
     @property
     def n_states(self) -> int:
-        """How many states have been estimated so far (a replay's footprint grows with it)."""
-        return len(self._states)
+        """How many distinct states have been estimated (a replay's footprint grows with it)."""
+        return len(self._visited)
 
     def state(self, ran: frozenset[int]) -> tuple[FloatArray, Uncertainty]:
-        if ran not in self._states:
-            quality, uncertainty = self._estimator(ran)
-            quality = check_quality(f"quality given models {sorted(ran)} ran", quality)
-            if quality.shape != self.cost.shape:
-                raise InvalidInputError(
-                    f"quality given models {sorted(ran)} ran has shape {quality.shape}, "
-                    f"but cost has shape {self.cost.shape}; they must agree"
-                )
-            if uncertainty.n_models != self.n_models:
-                raise InvalidInputError(
-                    f"uncertainty given models {sorted(ran)} ran covers "
-                    f"{uncertainty.n_models} models, expected {self.n_models}"
-                )
-            self._states[ran] = (quality, uncertainty)
-        return self._states[ran]
+        cached = self._states.get(ran)
+        if cached is not None:
+            return cached
+        quality, uncertainty = self._estimator(ran)
+        quality = check_quality(f"quality given models {sorted(ran)} ran", quality)
+        if quality.shape != self.cost.shape:
+            raise InvalidInputError(
+                f"quality given models {sorted(ran)} ran has shape {quality.shape}, "
+                f"but cost has shape {self.cost.shape}; they must agree"
+            )
+        if uncertainty.n_models != self.n_models:
+            raise InvalidInputError(
+                f"uncertainty given models {sorted(ran)} ran covers "
+                f"{uncertainty.n_models} models, expected {self.n_models}"
+            )
+        self._states.put(ran, (quality, uncertainty))
+        self._visited.add(ran)
+        return quality, uncertainty
 
     @classmethod
     def from_arrays(
@@ -129,13 +146,14 @@ class BatchContext:
         self.n_samples = n_samples
         self.chunk_queries = chunk_queries
         self.max_cache_bytes = max_cache_bytes
-        self._tables: OrderedDict[tuple[frozenset[int], bool], _ValueTable] = OrderedDict()
-        self._cache_bytes = 0
+        self._tables: _BoundedCache[tuple[frozenset[int], bool], _ValueTable] = _BoundedCache(
+            max_cache_bytes, lambda table: table.nbytes
+        )
 
     @property
     def cache_bytes(self) -> int:
-        """Memory held by cached values now (never above ``max_cache_bytes`` plus one state)."""
-        return self._cache_bytes
+        """Memory held by cached values now (above ``max_cache_bytes`` only for one state)."""
+        return self._tables.nbytes
 
     @property
     def cached_states(self) -> int:
@@ -157,11 +175,9 @@ class BatchContext:
         key = (ran, expectation)
         table = self._tables.get(key)
         if table is None:
-            table = self._tables[key] = _ValueTable(self.staged.n_queries)
-        self._tables.move_to_end(key)
-        held = table.nbytes
+            table = _ValueTable(self.staged.n_queries)
         columns = table.columns_of(masks)
-        self._cache_bytes += table.nbytes - held
+        self._tables.put(key, table)  # newest, so it stays whatever its size
         block = table.values[np.ix_(rows, columns)]
         missing = np.isnan(block).any(axis=1)
         if missing.any():
@@ -174,20 +190,17 @@ class BatchContext:
             computed = supermodel_values(quality[todo], noise, masks, self.chunk_queries)
             table.values[np.ix_(todo, columns)] = computed
             block[missing] = computed
-        self._evict()
         return block
-
-    def _evict(self) -> None:
-        """Drop least recently used states until the cache fits (the newest always stays)."""
-        while self._cache_bytes > self.max_cache_bytes and len(self._tables) > 1:
-            _, dropped = self._tables.popitem(last=False)
-            self._cache_bytes -= dropped.nbytes
 
     def group(self, ran: frozenset[int], rows: np.ndarray) -> StateGroup:
         quality, uncertainty = self.staged.state(ran)
 
-        def evaluate(masks: FloatArray, expectation: bool) -> FloatArray:
-            return self.values(ran, masks, expectation, rows)
+        def evaluate(
+            masks: FloatArray, expectation: bool, within: np.ndarray | None = None
+        ) -> FloatArray:
+            """Values for the group, or for the group's rows ``within`` (positions in it), so
+            a strategy deciding a group in parts pays only for each part."""
+            return self.values(ran, masks, expectation, rows if within is None else rows[within])
 
         return StateGroup(
             ran=ran,
@@ -196,6 +209,39 @@ class BatchContext:
             uncertainty=uncertainty,
             expected_max=evaluate,
         )
+
+
+class _BoundedCache(Generic[K, V]):
+    """Entries by recency of use; past ``max_bytes`` the least recently used are dropped.
+
+    The newest entry always stays, so the bound is ``max_bytes`` or one entry, whichever is
+    larger. ``put`` again after an entry grows, so its size is counted anew.
+    """
+
+    def __init__(self, max_bytes: int, size: Callable[[V], int]) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._size = size
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: K, value: V) -> None:
+        size = self._size(value)
+        previous = self._entries.pop(key, None)
+        self.nbytes += size - (0 if previous is None else previous[1])
+        self._entries[key] = (value, size)
+        while self.nbytes > self.max_bytes and len(self._entries) > 1:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self.nbytes -= dropped
 
 
 class _ValueTable:

@@ -81,7 +81,8 @@ def replay_one_at_a_time(
     """(ran (n, k), answer (n,)) by the plain definition: each query alone, step by step.
 
     A mixed policy draws per query from the generator seeded by the strategy, as `run_batch`
-    documents; ties in the final answer go to the lower model index.
+    documents. The answer is the run model of highest final quality; ties go to the cheaper
+    model, then to the lower index (cascade_core/answer_choice.py's rule, live and replay).
     """
     n, k = staged.n_queries, staged.n_models
     policies = [strategy] * n
@@ -115,5 +116,6 @@ def replay_one_at_a_time(
             state = state | {choice}
         ran[query, sorted(state)] = True
         quality, _ = staged.state(state)
-        answer[query] = max(state, key=lambda m: (quality[query, m], -m))
+        cost = staged.cost[query]
+        answer[query] = max(state, key=lambda m: (quality[query, m], -cost[m], -m))
     return ran, answer

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cascade_core import BatchContext, MixedStrategy, Routing, StagedEstimates, run_batch
 from cascade_core.replay import (
     ReplayDataset,
     apgr,
@@ -174,9 +175,33 @@ def test_apgr_hand_computed_and_equal_to_routellm() -> None:
     assert apgr(shares, accs, 0.6, 0.8) == pytest.approx(_routellm_apgr(shares, accs, 0.6, 0.8))
 
 
-def test_apgr_of_random_mixing_is_one_half() -> None:
-    shares = np.linspace(0, 1, 11)
-    assert apgr(shares, 0.6 + 0.2 * shares, 0.6, 0.8) == pytest.approx(0.5)
+def test_random_router_replayed_query_by_query_has_apgr_one_half() -> None:
+    """A router sending each query to the strong model with probability p, replayed with
+    per-query draws: shares and qualities are measured on the replay, so APGR is 0.5 only
+    up to the noise of the draws, and only if the draws are per query, independent of the
+    query and honour p (the realised share must match it too)."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    difficulty = rng.normal(size=n)
+    truth = np.stack(
+        [rng.random(n) < 1 / (1 + np.exp(difficulty - s)) for s in (0.2, 1.6)], axis=1
+    ).astype(float)
+    estimate = np.tile([0.5, 0.8], (n, 1))
+    cost = np.tile([1.0, 10.0], (n, 1))
+    context = BatchContext(StagedEstimates.from_arrays(estimate, estimate, cost))
+    weak, strong = Routing(lam=1e9), Routing(lam=0.0)
+    shares, accs = [], []
+    for i, p in enumerate(np.linspace(0, 1, 11)):
+        outcome = run_batch(MixedStrategy(cheap=weak, expensive=strong, gamma=p, seed=i), context)
+        shares.append(outcome.ran[:, 1].mean())
+        accs.append(outcome.quality(truth).mean())
+        assert abs(shares[-1] - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-12
+    q_weak, q_strong = truth.mean(axis=0)
+    gap = q_strong - q_weak
+    # Sampling sd of one point's gain over the line, at its worst (p = 1/2), over the gap;
+    # APGR averages nine such independent interior points.
+    point_sd = np.sqrt(0.25 * ((truth[:, 1] - truth[:, 0]) ** 2).mean() / n) / gap
+    assert apgr(shares, accs, q_weak, q_strong) == pytest.approx(0.5, abs=4 * point_sd / 3)
 
 
 def test_apgr_extends_like_the_auc_and_accepts_costs() -> None:

@@ -36,10 +36,11 @@ def dataset(n_queries: int, n_models: int, seed: int) -> ReplayDataset:
     return data.select_models([data.model_names[i] for i in keep])
 
 
-def staged_for(data: ReplayDataset, correlated: bool, seed: int) -> StagedEstimates:
-    """Noisy-oracle estimates (independent errors), or the same means with correlated Σ."""
+def staged_for(data: ReplayDataset, correlated: bool, seed: int, **options: int) -> StagedEstimates:
+    """Noisy-oracle estimates with independent errors (as `NoisyOracleEstimator.staged`
+    builds them), or the same means with a correlated Σ."""
     oracle = fit_noisy_oracle(data, "low", seed=seed)
-    if not correlated:
+    if not correlated and not options:
         return oracle.staged(data, seed + 1)
     ante, post = oracle.estimates(data, seed + 1)
     k = data.n_models
@@ -49,11 +50,15 @@ def staged_for(data: ReplayDataset, correlated: bool, seed: int) -> StagedEstima
     def estimator(ran: frozenset[int]) -> tuple[np.ndarray, Uncertainty]:
         mask = np.zeros(k, dtype=bool)
         mask[list(ran)] = True
+        if not correlated:
+            return np.where(mask, post, ante), Uncertainty.independent_std(
+                np.where(mask, 0.0, oracle.sigma)
+            )
         pending = (~mask).astype(float)
         covariance = full * np.outer(pending, pending)
         return np.where(mask, post, ante), Uncertainty.from_covariance(covariance)
 
-    return StagedEstimates(data.cost, estimator)
+    return StagedEstimates(data.cost, estimator, **options)
 
 
 def parameter_values(strategy: Strategy, cost: np.ndarray) -> list[float]:
@@ -116,21 +121,21 @@ def test_budget_sweep_and_auc_equal_the_unchunked_reference(name, n_models, corr
 
 
 @pytest.mark.parametrize("correlated", [False, True])
-def test_dropping_cached_values_changes_nothing(correlated):
-    """With no room for values every state is recomputed, and nothing may differ."""
+def test_dropping_cached_values_and_estimates_changes_nothing(correlated):
+    """With no room for values or estimates every state is recomputed: nothing may differ."""
     data = dataset(80, 11, seed=7)
-    staged = staged_for(data, correlated, seed=8)
-    roomy = BatchContext(staged)
-    starved = BatchContext(staged, chunk_queries=3, max_cache_bytes=0)
-    for name in ("optimal_cascade", "cascade_routing"):
+    roomy = BatchContext(staged_for(data, correlated, seed=8, max_cache_bytes=1 << 30))
+    starved_staged = staged_for(data, correlated, seed=8, max_cache_bytes=0)
+    starved = BatchContext(starved_staged, chunk_queries=3, max_cache_bytes=0)
+    for name in STRATEGY_NAMES:
         base = make_bench_strategy(name, 11)
         for value in parameter_values(base, data.cost):
             policy = base.with_parameter(value)
             expected, got = run_batch(policy, roomy), run_batch(policy, starved)
             np.testing.assert_array_equal(got.ran, expected.ran)
             np.testing.assert_array_equal(got.answer, expected.answer)
-            assert starved.cached_states == 1  # only the state used last is kept
-    assert roomy.cache_bytes > 0
+            assert starved.cached_states <= 1  # only the state used last is kept
+    assert roomy.cache_bytes > 0 and roomy.staged.n_states == starved_staged.n_states > 11
 
 
 def test_cache_stays_within_its_bound_or_holds_one_state():

@@ -136,7 +136,9 @@ def run_live(strategy, staged: StagedEstimates, query: int):
             break
         ran = ran | {decision.next_model}
     quality, _ = staged.state(ran)
-    answer = max(ran, key=lambda m: (quality[query, m], -m))
+    cost = staged.cost[query]
+    # Highest final quality; ties to the cheaper model, then the lower index.
+    answer = max(ran, key=lambda m: (quality[query, m], -cost[m], -m))
     return ran, answer
 
 
