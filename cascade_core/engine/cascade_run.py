@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cascade_core.answer_choice import choose_answers
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
 from cascade_core.engine.live_estimates import Judgement, LiveEstimator
@@ -361,17 +362,13 @@ class CascadeRun:
         return runs[-1].reason if runs else "not run"
 
     def result(self, committed: int | None = None) -> CascadeResult:
-        """The run model with the best post-hoc estimate (ex-ante when it gave no signal).
+        """The answer `choose_answers` picks, as the replay does: the run model with the best
+        estimate in the final state, the cheaper one on a tie.
 
         ``committed`` names a model whose answer was already sent to the caller (streamed
         live as the final model): text that was sent cannot be taken back, so that answer is
         the answer, and the trace says when another model had scored higher.
         """
-
-        def score(index: int) -> tuple[float, float]:
-            value = self.judgements[index].quality
-            return (self.ex_ante[index] if value is None else value, self.cost[index])
-
         if committed is not None and committed not in self.answers:
             raise CascadeStreamError(
                 f"{self.parts.ladder[committed].label}'s streamed answer turned out unusable "
@@ -380,7 +377,9 @@ class CascadeRun:
         if not self.answers:
             errors = {run.model: run.error or run.reason for run in self.trace.runs}
             raise AllModelsFailedError(errors)
-        best = max(self.answers, key=score)
+        answered = np.isin(np.arange(len(self.parts.ladder)), list(self.answers))
+        quality = self._estimates(self.judgements).quality
+        best = int(choose_answers(quality[None, :], answered[None, :], self.cost[None, :])[0])
         if committed is not None and committed != best:
             self.trace.decisions.append(
                 f"kept {self.parts.ladder[committed].label}: its answer was already streamed "
