@@ -39,6 +39,7 @@ from cascade_core.signals import FEATURE_NAMES
 from cascade_core.strategies.base import Decision, StateGroup, Strategy
 from tests.fake_logprob_server import FakeLogprobServer, fake_answer
 from tests.fake_openai_server import FakeModel, FakeOpenAIServer
+from tests.test_engine_unit import TOOLS
 
 GRADER = "tests.fake_logprob_server:grade"
 N_PROMPTS = 60
@@ -262,20 +263,6 @@ def test_an_exact_tie_goes_to_the_cheaper_model_live_and_in_replay(tmp_path: Pat
 
 # -- tool calls with a profile -------------------------------------------------------------
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-                "additionalProperties": False,
-            },
-        },
-    }
-]
 QUESTION = [{"role": "user", "content": "Weather in Paris?"}]
 
 

@@ -303,16 +303,22 @@ class _LineParser:
         value = entry.get("logprobs")
         if value is None:
             return None
+        return np.asarray(self._logprob_list(value, f"{field}.logprobs"), dtype=float)
+
+    def _logprob_list(self, value: Any, field: str) -> list[float]:
+        """A JSON list of log-probabilities; an error names the first bad element."""
         if not isinstance(value, list):
-            raise self.error(f"{field}.logprobs", "expected a list of numbers")
-        parsed = [_logprob(v) for v in value]
-        for i, v in enumerate(parsed):
+            raise self.error(field, "expected a list of numbers")
+        parsed = []
+        for i, raw in enumerate(value):
+            v = _logprob(raw)
             if v is None:
                 raise self.error(
-                    f"{field}.logprobs[{i}]",
-                    f"expected a log-probability (a number <= 0 or -inf), got {_short(value[i])}",
+                    f"{field}[{i}]",
+                    f"expected a log-probability (a number <= 0 or -inf), got {_short(raw)}",
                 )
-        return np.asarray(parsed, dtype=float)
+            parsed.append(v)
+        return parsed
 
     def top_logprobs(
         self, entry: Mapping[str, Any], field: str, logprobs: np.ndarray | None
@@ -330,23 +336,10 @@ class _LineParser:
             raise self.error(
                 name, f"{len(value)} entries for {len(logprobs)} token logprobs; give one per token"
             )
-        tokens: list[tuple[float, ...]] = []
-        for i, alternatives in enumerate(value):
-            if alternatives is None:
-                tokens.append(())
-                continue
-            if not isinstance(alternatives, list):
-                raise self.error(f"{name}[{i}]", "expected a list of numbers")
-            parsed = [_logprob(v) for v in alternatives]
-            for j, v in enumerate(parsed):
-                if v is None:
-                    raise self.error(
-                        f"{name}[{i}][{j}]",
-                        "expected a log-probability (a number <= 0 or -inf), got "
-                        f"{_short(alternatives[j])}",
-                    )
-            tokens.append(tuple(v for v in parsed if v is not None))
-        return tuple(tokens)
+        return tuple(
+            () if alternatives is None else tuple(self._logprob_list(alternatives, f"{name}[{i}]"))
+            for i, alternatives in enumerate(value)
+        )
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
