@@ -22,6 +22,7 @@ from cascade_core.cli_errors import DEBUG_ENV, ErrorReportingGroup
 from cascade_core.cli_jobs import batch as batch_command
 from cascade_core.cli_jobs import calibrate as calibrate_command
 from cascade_core.cli_local import local_app
+from cascade_core.cli_serve import serve as serve_command
 
 app = typer.Typer(
     name="cascade-router",
@@ -35,6 +36,7 @@ app.add_typer(local_app, name="local")
 app.command("bench")(bench_command)
 app.command("calibrate")(calibrate_command)
 app.command("batch")(batch_command)
+app.command("serve")(serve_command)
 
 
 @app.callback()
