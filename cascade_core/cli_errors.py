@@ -178,6 +178,11 @@ class ErrorReportingGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # usage errors (Typer's click exceptions) and deliberate exits stay as they are
+        except BrokenPipeError:
+            # The reader went away (`cascade-router ... | head`): not an error of ours. Point
+            # stdout at /dev/null so the interpreter's final flush does not complain again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except Exception as error:
             code = report(error, debug=_debug_requested(ctx), argv=ctx.meta.get(_ARGV_KEY))
             raise typer.Exit(code) from None
