@@ -15,21 +15,20 @@ gets a fixed answer drawn from a generator seeded by both:
 * with ``twins=True`` every model gives the same answer (seeded by the prompt alone), so a
   profile fitted on them estimates every model exactly alike: an exact tie.
 
-Requests are recorded (``requests``) so a test can check what the engine asked for.
+The tokens are the text split before each space, as `ScriptedServer` streams it, so the
+wire format is `ScriptedServer`'s and only the logprobs are this module's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.scripted_openai_server import Reply, ScriptedServer
 
 SKILL = {"small": 0.55, "big": 0.9}
 MAX_TOP = 5
@@ -76,55 +75,20 @@ def grade(answer: str, reference: object, row: dict[str, Any]) -> bool:
     return len(words) >= 2 and words[1] == "ok"
 
 
-class FakeLogprobServer:
-    """Serves on 127.0.0.1 in a daemon thread, whole responses and SSE streams."""
+class FakeLogprobServer(ScriptedServer):
+    """`ScriptedServer`'s wire format (whole responses, SSE streams, usage) with these answers
+    and their own token logprobs and alternatives."""
 
     def __init__(self, *, twins: bool = False) -> None:
         self.twins = twins
-        self.requests: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                with server._lock:
-                    server.requests.append(body)
-                if body.get("stream"):
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    for chunk in server.chunks(body):
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.write(b"data: [DONE]\n\n")
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                data = json.dumps(server.whole(body)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    # -- wire format ---------------------------------------------------------------------
+        super().__init__(lambda model, body: Reply(content=self._answer(body).text))
 
     def _answer(self, body: dict[str, Any]) -> FakeAnswer:
         model, prompt = str(body.get("model", "")), str(body["messages"][-1]["content"])
         return fake_answer(model, prompt, twins=self.twins)
 
-    @staticmethod
-    def _entries(body: dict[str, Any], answer: FakeAnswer) -> list[dict[str, Any]]:
+    def _entries(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        answer = self._answer(body)
         k = min(MAX_TOP, int(body.get("top_logprobs") or 0))
         return [
             {
@@ -141,57 +105,22 @@ class FakeLogprobServer:
             )
         ]
 
-    @staticmethod
-    def _usage(answer: FakeAnswer) -> dict[str, int]:
-        n = len(answer.tokens)
-        return {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
+    def _whole(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        response = super()._whole(body, reply)
+        choice = response["choices"][0]
+        if "logprobs" in choice:
+            choice["logprobs"] = {"content": self._entries(body)}
+        return response
 
-    def whole(self, body: dict[str, Any]) -> dict[str, Any]:
-        answer = self._answer(body)
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.text},
-            "finish_reason": "stop",
-        }
-        if body.get("logprobs"):
-            choice["logprobs"] = {"content": self._entries(body, answer)}
-        return {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", ""),
-            "choices": [choice],
-            "usage": self._usage(answer),
-        }
-
-    def chunks(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        answer = self._answer(body)
-        base = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body.get("model", ""),
-        }
-
-        def chunk(delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
-            return {**base, "choices": [{"index": 0, "delta": delta, **extra}]}
-
-        yield chunk({"role": "assistant", "content": ""})
-        entries = self._entries(body, answer)
-        for token, entry in zip(answer.tokens, entries, strict=True):
-            extra: dict[str, Any] = {"finish_reason": None}
-            if body.get("logprobs"):
-                extra["logprobs"] = {"content": [entry]}
-            yield chunk({"content": token}, **extra)
-        yield chunk({}, finish_reason="stop")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            yield {**base, "choices": [], "usage": self._usage(answer)}
+    def _chunks(self, body: dict[str, Any], reply: Reply) -> Iterator[dict[str, Any]]:
+        entries = iter(self._entries(body))  # one per token, in the order tokens stream
+        for chunk in super()._chunks(body, reply):
+            choices = chunk.get("choices") or []
+            if choices and "logprobs" in choices[0]:
+                choices[0]["logprobs"] = {"content": [next(entries)]}
+            yield chunk
 
     # -- test helpers --------------------------------------------------------------------
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def config(
         self,
@@ -223,11 +152,3 @@ class FakeLogprobServer:
         if strategy is not None:
             config["strategy"] = strategy
         return config
-
-    def __enter__(self) -> FakeLogprobServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
