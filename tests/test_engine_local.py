@@ -135,7 +135,17 @@ def test_a_fitted_profile_drives_the_live_estimates(local_ladder, tmp_path):
     result = CascadeEngine(config).run(QUESTION, max_tokens=16, temperature=0.0)
     first = result.trace.runs[0]
     assert first.quality_basis == "fitted profile"
-    assert 0.0 <= first.post_hoc_quality <= 1.0
+    # The live estimate is the profile's regression on the features the real model's logprobs
+    # gave, computed here again from the trace, outside the engine.
+    from cascade_core.estimators import QueryObservation, load_profile
+
+    fitted, _ = load_profile(config.profile)
+    observation = QueryObservation(
+        prompt=QUESTION[0]["content"], posthoc={first.index: first.features}
+    )
+    expected = fitted.predict_one(observation, (first.index,))[0][first.index]
+    assert first.features["lp_mean"] < 0  # real logprobs reached the estimator
+    assert first.post_hoc_quality == pytest.approx(float(expected), abs=1e-12)
 
 
 def test_a_profile_for_another_ladder_is_refused(local_ladder, tmp_path):
