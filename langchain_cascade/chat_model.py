@@ -29,6 +29,7 @@ from langchain_core.output_parsers.openai_tools import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -54,8 +55,9 @@ from langchain_cascade.convert import (
 )
 
 # Keywords LangChain itself may pass down to ``_generate``/``_stream`` that are not request
-# parameters: ``stream`` is its streaming switch, ``model`` pins a ladder model (see below).
-_NOT_REQUEST_PARAMS = ("stream", "model")
+# parameters: ``stream`` is its streaming switch, ``model`` pins a ladder model (see below),
+# ``session_id`` names the request's session (see `_session_id`).
+_NOT_REQUEST_PARAMS = ("stream", "model", "session_id")
 
 StructuredMethod = Literal["function_calling", "json_schema", "json_mode"]
 
@@ -75,6 +77,11 @@ class CascadeRouterChatModel(BaseChatModel):
     answer's token logprobs. Streams and ``on_llm_new_token`` carry only the accepted answer:
     drafts that get escalated are buffered inside the engine and never reach a callback.
     Passing ``model="<ladder name>"`` to a call pins that one model (no cascade).
+
+    Sessions: inside LangGraph (``create_agent`` included) each request belongs to the
+    session of the graph's ``thread_id``, so tool loops continue on the model that issued
+    the call and the session's policy and budget apply; ``session_id=`` on a call (or in
+    ``bind``) names the session explicitly.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
@@ -247,18 +254,26 @@ class CascadeRouterChatModel(BaseChatModel):
         return {k: v for k, v in params.items() if v is not None}
 
     def _request(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
     ) -> tuple[CascadeEngine, list[dict[str, Any]], dict[str, Any], bool]:
-        """Engine, OpenAI messages and request parameters for one call; per-call keywords
-        override the instance's. Unknown keywords reach the engine, which refuses them
-        naming the accepted ones."""
+        """Engine, OpenAI messages and request parameters (the session id included) for one
+        call; per-call keywords override the instance's. Unknown keywords reach the engine,
+        which refuses them naming the accepted ones."""
         params = self._default_params()
         params.update({k: v for k, v in kwargs.items() if k not in _NOT_REQUEST_PARAMS})
         if stop:
             params["stop"] = stop
         params = {k: v for k, v in params.items() if v is not None}
+        with_logprobs = bool(params.get("logprobs"))
+        session_id = _session_id(kwargs, run_manager)
+        if session_id is not None:
+            params["session_id"] = session_id
         engine = self._engine_for(kwargs.get("model"))
-        return engine, to_openai_messages(messages), params, bool(params.get("logprobs"))
+        return engine, to_openai_messages(messages), params, with_logprobs
 
     def _engine_for(self, model: str | None) -> CascadeEngine:
         """The full ladder, or a one-model engine when a call pins a ladder model.
@@ -274,15 +289,20 @@ class CascadeRouterChatModel(BaseChatModel):
             if not specs:
                 labels = [s.label for s in config.models]
                 raise InvalidInputError(f"model: {model!r} is not in the ladder {labels}")
+            budget = config.budget
             pinned = config.model_copy(
                 update={
                     "models": specs[:1],
                     "strategy": StrategySpec(name="routing"),
-                    "budget": BudgetSpec(max_cost_usd=config.budget.max_cost_usd),
+                    "budget": BudgetSpec(
+                        max_cost_usd=budget.max_cost_usd,
+                        max_cost_usd_per_session=budget.max_cost_usd_per_session,
+                    ),
                     "profile": None,
                 }
             )
-            self._pinned[model] = CascadeEngine(pinned)
+            # The same sessions: a pinned call's spend counts towards the session's budget.
+            self._pinned[model] = CascadeEngine(pinned, session_store=self._engine.sessions)
         return self._pinned[model]
 
     def _generate(
@@ -292,7 +312,7 @@ class CascadeRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs, run_manager)
         result = engine.run(chat, **params)
         return ChatResult(generations=[ChatGeneration(message=ai_message(result, with_logprobs))])
 
@@ -303,7 +323,7 @@ class CascadeRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs, run_manager)
         result = await engine.arun(chat, **params)
         return ChatResult(generations=[ChatGeneration(message=ai_message(result, with_logprobs))])
 
@@ -314,7 +334,7 @@ class CascadeRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs, run_manager)
         for event in engine.stream(chat, **params):
             chunk = _chunk(event, with_logprobs)
             if run_manager is not None and isinstance(event, TextDelta):
@@ -328,7 +348,7 @@ class CascadeRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs)
+        engine, chat, params, with_logprobs = self._request(messages, stop, kwargs, run_manager)
         async for event in engine.astream(chat, **params):
             chunk = _chunk(event, with_logprobs)
             if run_manager is not None and isinstance(event, TextDelta):
@@ -423,6 +443,22 @@ class CascadeRouterChatModel(BaseChatModel):
         return RunnableMap(raw=llm) | parsed.with_fallbacks(
             [unparsed], exception_key="parsing_error"
         )
+
+
+def _session_id(
+    kwargs: dict[str, Any],
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> str | None:
+    """The request's session: an explicit ``session_id`` keyword, else LangGraph's
+    ``thread_id`` from the runnable config of the node running this model (the context
+    variable `ensure_config` reads), else from the run's metadata (LangGraph copies it)."""
+    explicit = kwargs.get("session_id")
+    if explicit is not None:
+        return explicit
+    thread = ensure_config().get("configurable", {}).get("thread_id")
+    if thread is None and run_manager is not None:
+        thread = (run_manager.metadata or {}).get("thread_id")
+    return None if thread is None else str(thread)
 
 
 def _refuse_unknown(kwargs: dict[str, Any]) -> None:

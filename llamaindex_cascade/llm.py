@@ -9,6 +9,8 @@ cumulative streams, ``ToolCallBlock`` tool calls).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +46,19 @@ from llamaindex_cascade.convert import (
     tool_selections,
 )
 
+try:  # LlamaIndex workflows (AgentWorkflow, FunctionAgent) name each run in a context variable
+    from workflows.plugins.basic import get_current_run_id
+except ImportError:  # pragma: no cover - an older llama-index-workflows
+
+    def get_current_run_id() -> str | None:
+        return None
+
+
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
+
+# The session named by `CascadeRouterLLM.session` for the code (and the workflows) inside it.
+_SESSION: ContextVar[str | None] = ContextVar("cascade_router_session", default=None)
 
 
 class CascadeRouterLLM(FunctionCallingLLM):
@@ -59,6 +72,11 @@ class CascadeRouterLLM(FunctionCallingLLM):
     in each row), and in ``additional_kwargs`` the answering model, cost and usage summed
     over every model run, and the full trace under ``"cascade_trace"``. Streams show only the
     accepted answer: drafts that get escalated are buffered in the engine, never shown.
+
+    Sessions (tool-loop continuity, the session policy and budget): a call's ``session_id``
+    keyword, else the innermost ``with llm.session("..."):`` block (a context variable, so
+    agent workflows started inside it carry it), else the LlamaIndex workflow run the call
+    belongs to (one ``agent.run(...)``), else none.
     """
 
     temperature: float | None = Field(default=None, description="sampling temperature")
@@ -117,12 +135,28 @@ class CascadeRouterLLM(FunctionCallingLLM):
             model_name="cascade:" + ">".join(m.label for m in ladder),
         )
 
+    @contextmanager
+    def session(self, session_id: str) -> Iterator[None]:
+        """Requests made inside this block belong to session ``session_id`` (a conversation
+        or an agent run), including those of workflows and tasks started inside it."""
+        token = _SESSION.set(session_id)
+        try:
+            yield
+        finally:
+            _SESSION.reset(token)
+
     def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Request parameters: per-call keywords override the instance's defaults. Unknown
-        keywords reach the engine, which refuses them naming the accepted ones."""
+        """Request parameters and the session id: per-call keywords override the instance's
+        defaults. Unknown keywords reach the engine, which refuses them naming the accepted
+        ones."""
         params = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         params.update(self.additional_kwargs)
         params.update(kwargs)
+        if params.get("session_id") is None:
+            run_id = get_current_run_id()
+            params["session_id"] = _SESSION.get() or (
+                None if run_id is None else f"llamaindex-run:{run_id}"
+            )
         return {k: v for k, v in params.items() if v is not None}
 
     # -- chat ------------------------------------------------------------------------------

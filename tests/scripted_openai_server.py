@@ -22,7 +22,8 @@ class Reply:
     """What a scripted model answers: text and/or tool calls, and each token's logprob."""
 
     content: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "arguments"}
+    # {"name", "arguments"} and optionally "id" (default: call_<position>)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprob: float = -0.05  # the same logprob for every token: sets the post-hoc quality
     finish_reason: str | None = None
 
@@ -35,6 +36,15 @@ class Reply:
 
 
 Script = Callable[[str, dict[str, Any]], Reply]
+
+
+class Rejected(Exception):
+    """Raised by a script to answer with an HTTP error, as a provider refusing a request."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def _logprob_entry(token: str, logprob: float) -> dict[str, Any]:
@@ -68,7 +78,12 @@ class ScriptedServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append(body)
-                reply = server.script(body.get("model", ""), body)
+                try:
+                    reply = server.script(body.get("model", ""), body)
+                except Rejected as rejected:
+                    error = {"message": rejected.message, "type": "invalid_request_error"}
+                    self._json({"error": error}, rejected.status)
+                    return
                 if body.get("stream"):
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
@@ -81,9 +96,9 @@ class ScriptedServer:
                 else:
                     self._json(server._whole(body, reply))
 
-            def _json(self, payload: dict[str, Any]) -> None:
+            def _json(self, payload: dict[str, Any], status: int = 200) -> None:
                 data = json.dumps(payload).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -125,7 +140,7 @@ class ScriptedServer:
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
-                    "id": f"call_{i}",
+                    "id": c.get("id") or f"call_{i}",
                     "type": "function",
                     "function": {"name": c["name"], "arguments": c["arguments"]},
                 }
@@ -167,7 +182,7 @@ class ScriptedServer:
                 extra["logprobs"] = {"content": [_logprob_entry(token, reply.logprob)]}
             yield chunk({"content": token}, **extra)
         for i, call in enumerate(reply.tool_calls):
-            head = {"index": i, "id": f"call_{i}", "type": "function"}
+            head = {"index": i, "id": call.get("id") or f"call_{i}", "type": "function"}
             yield chunk({"tool_calls": [{**head, "function": {"name": call["name"]}}]})
             arguments = call["arguments"]
             middle = len(arguments) // 2

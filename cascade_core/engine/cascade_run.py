@@ -4,6 +4,12 @@ The driver asks ``next_call()`` what to run, performs the call however it likes 
 awaiting, streaming), and reports back with ``record_answer`` / ``record_failure`` /
 ``record_aborted``; ``result()`` then gives the accepted answer and the trace. All per-request
 state lives here, never on the engine, so one engine serves concurrent requests safely.
+
+A request of a session starts from the session's snapshot (loaded by the driver) and ends
+with ``session_update()`` (saved by the driver); in between, the session's policy constrains
+the run through the strategy contract (`SessionTurn`), each model gets the history converted
+for it (`cascade_core.sessions.messages`), and a per-session cap limits calls like the
+per-request cap, the driver reserving each call's worst case in the store first.
 """
 
 from __future__ import annotations
@@ -18,13 +24,18 @@ import numpy as np
 
 from cascade_core.answer_choice import choose_answers
 from cascade_core.engine.answers import ModelAnswer
+from cascade_core.engine.cache_usage import CacheUsage
 from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
 from cascade_core.engine.live_estimates import Judgement, LiveEstimator
 from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
+from cascade_core.engine.session_turn import SessionTurn, asks_cache_write
 from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun
 from cascade_core.errors import AllModelsFailedError, CascadeStreamError
 from cascade_core.estimates import QueryEstimates
+from cascade_core.sessions.messages import for_model
+from cascade_core.sessions.policy import SessionPolicy, ToolLoop
+from cascade_core.sessions.state import SessionSnapshot, SessionUpdate
 from cascade_core.signals import message_signals
 from cascade_core.strategies import Routing, Strategy
 from cascade_core.strategies.mixed import MixedStrategy
@@ -41,6 +52,9 @@ class RouterParts:
     num_retries: int
     timeout_s: float
     early_abort: bool = True
+    session_policy: SessionPolicy = "per_turn"
+    tool_loop: ToolLoop = "continue"
+    max_cost_usd_per_session: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,9 @@ class ModelCall:
     params: dict[str, Any]
     final: bool
     estimated_cost: float
-    allowance_usd: float | None = None  # what the cost cap left for this call
+    allowance_usd: float | None = None  # what the cost caps left for this call
+    # The worst case to reserve against the session cap before calling (None: no session cap)
+    reservation_usd: float | None = None
 
     @property
     def max_output_tokens(self) -> int | None:
@@ -86,7 +102,12 @@ def request_draw(request: dict[str, Any]) -> float:
 class CascadeRun:
     """Decides, step by step, which model runs next for one request."""
 
-    def __init__(self, parts: RouterParts, request: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        parts: RouterParts,
+        request: dict[str, Any],
+        session: SessionSnapshot | None = None,
+    ) -> None:
         self.parts = parts
         self.request = request
         ladder = parts.ladder
@@ -97,30 +118,63 @@ class CascadeRun:
             else strategy
         )
         self.trace = CascadeTrace(strategy=self.strategy.name)
+        # Each model gets the history as it can accept it (reasoning of other models dropped,
+        # foreign tool-call ids rewritten), the session telling who issued which call.
+        origins = session.state.tool_calls if session is not None else {}
+        histories = [for_model(request["messages"], m.label, m.dialect, origins) for m in ladder]
         # What each model would be sent (max_tokens aside): the cost estimates and the cap
         # count exactly these arguments, so nothing sent can escape the count.
         self.base_params = [
             provider_kwargs(
                 m,
-                request,
+                {**request, "messages": history.messages},
                 num_retries=parts.num_retries,
                 timeout_s=parts.timeout_s,
                 max_tokens=request.get("max_tokens"),
             )
-            for m in ladder
+            for m, history in zip(ladder, histories, strict=True)
         ]
         self.input_tokens = [
             m.count_input_tokens(p) for m, p in zip(ladder, self.base_params, strict=True)
         ]
+        self.session = (
+            None
+            if session is None
+            else SessionTurn(
+                session,
+                parts.session_policy,
+                parts.tool_loop,
+                parts.max_cost_usd_per_session,
+                ladder,
+                request["messages"],
+                self.base_params,
+            )
+        )
+        self.trace.session = self.session.trace if self.session is not None else None
+        for model, history in zip(ladder, histories, strict=True):
+            if history.changed:
+                self._note(history.describe(model.label))
+        self.expected_cached = (
+            self.session.cached_tokens if self.session is not None else [0] * len(ladder)
+        )
         self.cost = np.array(
             [
-                m.expected_cost(n, request.get("max_tokens"), int(p.get("n") or 1))
-                for m, n, p in zip(ladder, self.input_tokens, self.base_params, strict=True)
+                m.expected_cost(
+                    n,
+                    request.get("max_tokens"),
+                    int(p.get("n") or 1),
+                    cached_tokens=cached,
+                    writes_cache=asks_cache_write(p),
+                )
+                for m, n, p, cached in zip(
+                    ladder, self.input_tokens, self.base_params, self.expected_cached, strict=True
+                )
             ]
         )
         self.ex_ante = parts.estimator.ex_ante(request)
         self.judgements: dict[int, Judgement] = {}
         self.answers: dict[int, ModelAnswer] = {}
+        self.billed: list[int] = []  # models whose calls were paid for (their prompt is cached)
         self.spent = 0.0
         self.halted: str | None = None  # set when a call broke the cap: nothing more runs
         for model, tokens in zip(ladder, self.input_tokens, strict=True):
@@ -129,6 +183,18 @@ class CascadeRun:
                     model,
                     f"prompt of {tokens} tokens exceeds context window {model.context_window}",
                 )
+        # The session's plan: a fixed first call (and, for a tool loop, nothing after it)
+        # and models set aside like skipped ones, so the strategy sees them as it sees any.
+        plan = self.session.plan if self.session is not None else None
+        self._first = plan.first if plan is not None else None
+        self._first_reason = plan.first_reason if plan is not None else ""
+        self._exclusive = self._first if plan is not None and plan.exclusive else None
+        for index, reason in (plan.excluded if plan is not None else {}).items():
+            if index not in self.judgements:
+                self._skip(ladder[index], reason)
+        if self._first is not None and self._first in self.judgements:
+            self._note(f"{self._first_reason}, but {ladder[self._first].label} cannot run here")
+            self._first = self._exclusive = None
 
     # -- decisions ---------------------------------------------------------------------
 
@@ -138,10 +204,26 @@ class CascadeRun:
             if self.halted is not None:
                 self.trace.stop_reason = self.halted
                 return None
+            if self._exclusive is not None and self._exclusive in self.judgements:
+                label = self.parts.ladder[self._exclusive].label
+                if self._exclusive in self.answers:
+                    self.trace.stop_reason = f"tool-loop continuity: {label} answered"
+                    return None
+                self._note(
+                    f"tool-loop continuity released: {label} gave no usable answer, so the "
+                    "strategy decides among the other models"
+                )
+                self._exclusive = None
             ran = frozenset(self.judgements)
             if len(ran) == len(self.parts.ladder):
                 self.trace.stop_reason = self.trace.stop_reason or "every model has been tried"
                 return None
+            if self._first is not None and self._first not in self.judgements:
+                self.trace.decisions.append(self._first_reason)
+                call = self._prepare(self.parts.ladder[self._first])
+                if call is not None:
+                    return call
+                continue
             estimates = self._estimates(self.judgements)
             decision = self.strategy.decide(estimates, ran)
             choice = decision.next_model
@@ -166,35 +248,83 @@ class CascadeRun:
         return min(untried, key=lambda m: (self.cost[m], m))
 
     def _prepare(self, model: LadderModel) -> ModelCall | None:
-        """Build the call, or skip the model when the cost cap cannot afford it."""
+        """Build the call, or skip the model when a cost cap cannot afford it.
+
+        The allowance is the smaller of what the per-request and the per-session caps leave;
+        with a session cap the call's worst case is what the driver reserves.
+        """
         params = dict(self.base_params[model.index])
         max_tokens = params.get("max_tokens")
         tokens_in = self.input_tokens[model.index]
         choices = int(params.get("n") or 1)
-        cap = self.parts.max_cost_usd
-        allowance = None
-        if cap is not None:
-            allowance = cap - self.spent
+        allowance, binding = self._allowance()
+        reservation = None
+        if allowance is not None:
             affordable = model.affordable_output_tokens(tokens_in, allowance, choices)
             if max_tokens is None or max_tokens > affordable:
                 max_tokens = affordable
             if max_tokens < 1:
-                self._skip(
-                    model, f"cost cap: {cap:.6g} USD per request leaves no room for this model"
-                )
+                self._skip(model, f"{binding} leaves no room for this model")
                 return None
             params["max_tokens"] = int(max_tokens)
+            if self.session is not None and self.session.cap_usd is not None:
+                reservation = model.worst_case_cost(tokens_in, int(max_tokens), choices)
         return ModelCall(
             model=model,
             params=params,
             final=self._is_final(model),
             estimated_cost=float(self.cost[model.index]),
             allowance_usd=allowance,
+            reservation_usd=reservation,
         )
+
+    def _allowance(self) -> tuple[float | None, str]:
+        """USD left for the next call under the binding cap, and that cap's description."""
+        cap = self.parts.max_cost_usd
+        allowance = None if cap is None else cap - self.spent
+        binding = "" if cap is None else f"cost cap: {cap:.6g} USD per request"
+        session_left = self.session.allowance(self.spent) if self.session is not None else None
+        if session_left is not None and (allowance is None or session_left < allowance):
+            allowance = session_left
+            binding = self.session.describe_cap(self.spent)  # type: ignore[union-attr]
+        return allowance, binding
+
+    def session_refused(self, call: ModelCall, committed_usd: float) -> None:
+        """The store refused ``call``'s reservation: other requests of the session hold the
+        budget. The run learns the session's spend and decides again (a smaller
+        ``max_tokens``, another model, or stop); a model refused repeatedly is skipped."""
+        assert self.session is not None
+        give_up = self.session.refused(call.model.index, committed_usd, self.spent)
+        if give_up:
+            self._skip(
+                call.model,
+                f"{self.session.describe_cap(self.spent)}: other requests of this session "
+                "hold the rest of the budget",
+            )
+
+    def note_session_spend(self, spent_usd: float) -> None:
+        """The session's settled spend as the store reported it after this run's last call."""
+        if self.session is not None:
+            self.session.note_spend(spent_usd)
+
+    def session_update(self, result: CascadeResult | None) -> SessionUpdate | None:
+        """What this request adds to its session (None without a session); ``result`` is
+        None when no model answered."""
+        if self.session is None:
+            return None
+        return self.session.update(
+            self.parts.ladder, self.billed, self.base_params, self.input_tokens, result
+        )
+
+    def _note(self, note: str) -> None:
+        if self.trace.session is not None:
+            self.trace.session.notes.append(note)
+        else:
+            self.trace.decisions.append(note)
 
     def _is_final(self, model: LadderModel) -> bool:
         """True when no other model can run after this one, so its answer is the answer."""
-        if isinstance(self.strategy, Routing):
+        if isinstance(self.strategy, Routing) or model.index == self._exclusive:
             return True
         others = [
             m
@@ -205,13 +335,22 @@ class CascadeRun:
 
     # -- outcomes ----------------------------------------------------------------------
 
-    def record_answer(self, call: ModelCall, answer: ModelAnswer, latency_s: float) -> None:
+    def record_answer(
+        self,
+        call: ModelCall,
+        answer: ModelAnswer,
+        latency_s: float,
+        cache: CacheUsage | None = None,
+    ) -> None:
         """Score an answer; an unusable one (empty, refused, filtered) is paid but never
-        returned, and a call that broke the cost cap stops the cascade."""
+        returned, and a call that broke the cost cap stops the cascade. ``cache`` is the
+        usage's prompt-cache counts (what was billed at the cache prices)."""
         model = call.model
+        cache = cache or CacheUsage()
         prompt_tokens, completion_tokens = self._billed_tokens(call, answer)
-        cost = model.actual_cost(prompt_tokens, completion_tokens)
+        cost = model.actual_cost(prompt_tokens, completion_tokens, cache)
         self.spent += cost
+        self.billed.append(model.index)
         overrun = self._overrun(call, cost, completion_tokens)
         problem = message_signals(answer.message(), answer.finish_reason).unusable_reason
         if problem is None:
@@ -236,6 +375,9 @@ class CascadeRun:
                 estimated_cost_usd=call.estimated_cost,
                 latency_ms=latency_s * 1000,
                 cap_overrun=overrun,
+                cached_tokens=cache.read,
+                cache_write_tokens=cache.written,
+                expected_cached_tokens=int(self.expected_cached[model.index]),
             )
         )
 
@@ -297,13 +439,20 @@ class CascadeRun:
         )
 
     def record_aborted(
-        self, call: ModelCall, draft: ModelAnswer, latency_s: float, reason: str
+        self,
+        call: ModelCall,
+        draft: ModelAnswer,
+        latency_s: float,
+        reason: str,
+        cache: CacheUsage | None = None,
     ) -> None:
         """A draft stopped early because escalation was already certain: paid, not usable."""
         model = call.model
+        cache = cache or CacheUsage()
         prompt_tokens, completion_tokens = self._billed_tokens(call, draft)
-        cost = model.actual_cost(prompt_tokens, completion_tokens)
+        cost = model.actual_cost(prompt_tokens, completion_tokens, cache)
         self.spent += cost
+        self.billed.append(model.index)
         overrun = self._overrun(call, cost, completion_tokens)
         self.judgements[model.index] = Judgement(0.0, "aborted")
         self.trace.runs.append(
@@ -322,6 +471,9 @@ class CascadeRun:
                 estimated_cost_usd=call.estimated_cost,
                 latency_ms=latency_s * 1000,
                 cap_overrun=overrun,
+                cached_tokens=cache.read,
+                cache_write_tokens=cache.written,
+                expected_cached_tokens=int(self.expected_cached[model.index]),
             )
         )
 

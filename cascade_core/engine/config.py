@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from cascade_core.errors import InvalidInputError
 from cascade_core.key_shapes import looks_like_key, mask_keys
+from cascade_core.sessions.policy import SessionPolicy, ToolLoop
 from cascade_core.textfiles import TextFileError, read_text
 from cascade_core.validation import MAX_COUNT, Number, StrictInt, validate_as
 
@@ -86,6 +87,17 @@ class ModelSpec(_Strict):
         None, description="USD per input token; default: LiteLLM's cost map"
     )
     output_cost_per_token: NonNegative | None = None
+    cache_read_input_cost_per_token: NonNegative | None = Field(
+        None,
+        description="USD per input token read from the provider's prompt cache; default: "
+        "LiteLLM's cache_read_input_token_cost when the input price is LiteLLM's too, else "
+        "the input price",
+    )
+    cache_creation_input_cost_per_token: NonNegative | None = Field(
+        None,
+        description="USD per input token written to the prompt cache (Anthropic bills writes "
+        "above the input price); default as for cache reads",
+    )
     context_window: Count | None = Field(
         None, description="max input tokens; default: LiteLLM's model info, else unlimited"
     )
@@ -157,6 +169,11 @@ class BudgetSpec(_Strict):
     max_cost_usd: NonNegative | None = Field(
         None, description="hard cap per request, checked before every call"
     )
+    max_cost_usd_per_session: NonNegative | None = Field(
+        None,
+        description="hard cap across all requests of one session (an agent run), checked "
+        "before every call like max_cost_usd; requests without a session_id ignore it",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_set_lambda(self) -> BudgetSpec:
@@ -165,10 +182,71 @@ class BudgetSpec(_Strict):
         return self
 
 
+class SessionSpec(_Strict):
+    """State kept between the requests of one session (a conversation or an agent run, named
+    by the request's ``session_id``); see `cascade_core.sessions.policy` for the policies."""
+
+    policy: SessionPolicy = "per_turn"
+    tool_loop: ToolLoop = Field(
+        "continue",
+        description="continue: a tool result goes back to the model that issued the call; "
+        "decide: the policy decides tool-result requests too",
+    )
+    store: Literal["memory", "redis"] = Field(
+        "memory", description="memory: this process (LRU); redis: shared by every replica"
+    )
+    url: str | None = Field(
+        None, description="Redis URL without credentials, e.g. redis://cache:6379/0"
+    )
+    url_env: str | None = Field(
+        None, description="NAME of the environment variable holding a Redis URL with a password"
+    )
+    prefix: str = Field("cascade-router:session:", min_length=1, description="Redis key prefix")
+    max_sessions: Count = Field(10_000, description="sessions kept in memory (LRU beyond)")
+    ttl_s: Annotated[Number, Field(gt=0)] = Field(
+        3600.0, description="a session is forgotten this long after its last request"
+    )
+
+    @field_validator("url_env")
+    @classmethod
+    def _url_env_name_only(cls, value: str | None) -> str | None:
+        if value is not None and not is_env_var_name(value):
+            raise ValueError(
+                f"must be the NAME of an environment variable ({ENV_NAME_RULE}), never the "
+                "URL itself (the value given is not shown)"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        authority, _, rest = value.partition("://")[2].partition("/")
+        if "@" in authority or "password" in rest.lower():
+            raise ValueError(
+                "credentials never go in a config (the value given is not shown); put the "
+                "URL in an environment variable and name it in url_env"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> SessionSpec:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("give either url or url_env, not both")
+        has_url = self.url is not None or self.url_env is not None
+        if self.store == "redis" and not has_url:
+            raise ValueError("store 'redis' needs url (or url_env naming a variable with it)")
+        if self.store == "memory" and has_url:
+            raise ValueError("url and url_env apply to store 'redis' only")
+        return self
+
+
 class RouterConfig(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    session: SessionSpec = Field(default_factory=SessionSpec)
     profile: Path | None = Field(None, description="fitted estimator profile (JSON)")
     num_retries: StrictInt = Field(
         2, ge=0, le=100, description="LiteLLM retries before a model counts as failed"

@@ -1,8 +1,11 @@
 """The live engine: cascade routing over LiteLLM, request by request.
 
-``CascadeEngine`` holds only immutable configuration. Each request gets its own
-``CascadeRun`` (the shared decision state machine); the four drivers below differ only in how
-they perform a model call: blocking or awaited, whole or streamed.
+``CascadeEngine`` holds only immutable configuration (and the session store). Each request
+gets its own ``CascadeRun`` (the shared decision state machine); the four drivers below differ
+only in how they perform a model call: blocking or awaited, whole or streamed. A request with
+a ``session_id`` also goes through its `SessionLink`: the session is loaded before the run,
+each call is reserved against the session budget and settled after, and the run's update is
+saved at the end.
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ import litellm
 
 from cascade_core.engine.answers import DraftAssembler, ModelAnswer
 from cascade_core.engine.budget_policy import configured_strategy
+from cascade_core.engine.cache_usage import CacheUsage, cache_usage
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import resolve_ladder
 from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimator
 from cascade_core.engine.request import build_request
+from cascade_core.engine.session_link import NO_SESSION, SessionLink, build_store, hold_seconds
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeStreamError, InvalidInputError
+from cascade_core.sessions.state import SessionSnapshot
+from cascade_core.sessions.store import SessionStore
+from cascade_core.signals.access import get_field
 
 # Check a streamed draft for early abort every this many tokens: often enough to save most
 # of a hopeless draft, rarely enough that the check costs nothing next to token latency.
@@ -49,9 +57,19 @@ StreamEvent = TextDelta | Finished
 
 
 class CascadeEngine:
-    """Routes each request through the ladder; safe to share across threads and tasks."""
+    """Routes each request through the ladder; safe to share across threads and tasks.
 
-    def __init__(self, config: RouterConfig | None = None, **settings: Any) -> None:
+    ``session_store`` replaces the store the config's ``session`` section names (share one
+    store between engines, or bring your own `SessionStore`).
+    """
+
+    def __init__(
+        self,
+        config: RouterConfig | None = None,
+        *,
+        session_store: SessionStore | None = None,
+        **settings: Any,
+    ) -> None:
         if config is None:
             config = RouterConfig.from_dict(settings, source="CascadeEngine arguments")
         elif settings:
@@ -72,6 +90,12 @@ class CascadeEngine:
             num_retries=config.num_retries,
             timeout_s=config.timeout_s,
             early_abort=config.early_abort,
+            session_policy=config.session.policy,
+            tool_loop=config.session.tool_loop,
+            max_cost_usd_per_session=budget.max_cost_usd_per_session,
+        )
+        self.sessions: SessionStore = (
+            session_store if session_store is not None else build_store(config.session)
         )
 
     @classmethod
@@ -82,81 +106,134 @@ class CascadeEngine:
         labels = ", ".join(m.label for m in self.parts.ladder)
         return f"CascadeEngine(models=[{labels}], strategy={self.parts.strategy.name!r})"
 
-    def start(self, messages: list[dict[str, Any]], **params: Any) -> CascadeRun:
-        """A new request's state machine (for drivers other than the four below)."""
-        return CascadeRun(self.parts, build_request(messages, params))
+    def start(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        session: SessionSnapshot | None = None,
+        **params: Any,
+    ) -> CascadeRun:
+        """A new request's state machine (for drivers other than the four below);
+        ``session`` is the snapshot of its session, as the store returned it."""
+        return CascadeRun(self.parts, build_request(messages, params), session)
+
+    def session_link(self, session_id: str | None) -> SessionLink | Any:
+        """The store operations of one request (that do nothing without a session id)."""
+        if session_id is None:
+            return NO_SESSION
+        return SessionLink(
+            self.sessions,
+            session_id,
+            self.parts.max_cost_usd_per_session,
+            hold_seconds(self.config),
+        )
 
     # -- whole answers -----------------------------------------------------------------
 
-    def run(self, messages: list[dict[str, Any]], **params: Any) -> CascadeResult:
-        run = self.start(messages, **params)
-        while (call := run.next_call()) is not None:
-            started = time.perf_counter()
-            try:
-                response = litellm.completion(**call.kwargs(stream=False))
-                answer = ModelAnswer.from_response(response)
-            except Exception as error:  # any provider failure: the model counts as failed
-                run.record_failure(call, error, time.perf_counter() - started)
-                continue
-            run.record_answer(call, answer, time.perf_counter() - started)
-        return run.result()
+    def run(
+        self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
+    ) -> CascadeResult:
+        """Answer one request; ``session_id`` names its session (conversation, agent run)."""
+        link = self.session_link(session_id)
+        run = self.start(messages, session=link.load(), **params)
+        with link.saving(run) as outcome:
+            while (call := run.next_call()) is not None:
+                with link.holding(run, call) as held:
+                    if not held:
+                        continue
+                    started = time.perf_counter()
+                    try:
+                        response = litellm.completion(**call.kwargs(stream=False))
+                        answer = ModelAnswer.from_response(response)
+                    except Exception as error:  # any provider failure: the model failed
+                        run.record_failure(call, error, time.perf_counter() - started)
+                        continue
+                    run.record_answer(
+                        call, answer, time.perf_counter() - started, _cache_of(response)
+                    )
+            outcome.result = run.result()
+        return outcome.result
 
-    async def arun(self, messages: list[dict[str, Any]], **params: Any) -> CascadeResult:
-        run = self.start(messages, **params)
-        while (call := run.next_call()) is not None:
-            started = time.perf_counter()
-            try:
-                response = await litellm.acompletion(**call.kwargs(stream=False))
-                answer = ModelAnswer.from_response(response)
-            except Exception as error:
-                run.record_failure(call, error, time.perf_counter() - started)
-                continue
-            run.record_answer(call, answer, time.perf_counter() - started)
-        return run.result()
+    async def arun(
+        self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
+    ) -> CascadeResult:
+        link = self.session_link(session_id)
+        run = self.start(messages, session=await link.aload(), **params)
+        async with link.asaving(run) as outcome:
+            while (call := run.next_call()) is not None:
+                async with link.aholding(run, call) as held:
+                    if not held:
+                        continue
+                    started = time.perf_counter()
+                    try:
+                        response = await litellm.acompletion(**call.kwargs(stream=False))
+                        answer = ModelAnswer.from_response(response)
+                    except Exception as error:
+                        run.record_failure(call, error, time.perf_counter() - started)
+                        continue
+                    run.record_answer(
+                        call, answer, time.perf_counter() - started, _cache_of(response)
+                    )
+            outcome.result = run.result()
+        return outcome.result
 
     # -- streams -----------------------------------------------------------------------
 
-    def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[StreamEvent]:
+    def stream(
+        self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
+    ) -> Iterator[StreamEvent]:
         """Only the accepted answer streams; drafts are buffered (or aborted when hopeless)."""
-        run = self.start(messages, **params)
+        link = self.session_link(session_id)
+        run = self.start(messages, session=link.load(), **params)
         streamed_model = None
-        while (call := run.next_call()) is not None:
-            draft = _Draft(run, call)
-            try:
-                stream = litellm.completion(**call.kwargs(stream=True))
-                for chunk in stream:
-                    yield from draft.take(chunk)
-                    if draft.stopped:
-                        _close(stream)
-                        break
-            except Exception as error:
-                draft.fail(error)
-                continue
-            draft.finish()
-            streamed_model = call.model.index if draft.forwarded else streamed_model
-        yield from _deliver(run, streamed_model)
+        with link.saving(run) as outcome:
+            while (call := run.next_call()) is not None:
+                with link.holding(run, call) as held:
+                    if not held:
+                        continue
+                    draft = _Draft(run, call)
+                    try:
+                        stream = litellm.completion(**call.kwargs(stream=True))
+                        for chunk in stream:
+                            yield from draft.take(chunk)
+                            if draft.stopped:
+                                _close(stream)
+                                break
+                    except Exception as error:
+                        draft.fail(error)
+                        continue
+                    draft.finish()
+                streamed_model = call.model.index if draft.forwarded else streamed_model
+            outcome.result = run.result(committed=streamed_model)
+        yield from _deliver(outcome.result, streamed_model)
 
     async def astream(
-        self, messages: list[dict[str, Any]], **params: Any
+        self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
     ) -> AsyncIterator[StreamEvent]:
-        run = self.start(messages, **params)
+        link = self.session_link(session_id)
+        run = self.start(messages, session=await link.aload(), **params)
         streamed_model = None
-        while (call := run.next_call()) is not None:
-            draft = _Draft(run, call)
-            try:
-                stream = await litellm.acompletion(**call.kwargs(stream=True))
-                async for chunk in stream:
-                    for event in draft.take(chunk):
-                        yield event
-                    if draft.stopped:
-                        await _aclose(stream)
-                        break
-            except Exception as error:
-                draft.fail(error)
-                continue
-            draft.finish()
-            streamed_model = call.model.index if draft.forwarded else streamed_model
-        for event in _deliver(run, streamed_model):
+        async with link.asaving(run) as outcome:
+            while (call := run.next_call()) is not None:
+                async with link.aholding(run, call) as held:
+                    if not held:
+                        continue
+                    draft = _Draft(run, call)
+                    try:
+                        stream = await litellm.acompletion(**call.kwargs(stream=True))
+                        async for chunk in stream:
+                            for event in draft.take(chunk):
+                                yield event
+                            if draft.stopped:
+                                await _aclose(stream)
+                                break
+                    except Exception as error:
+                        draft.fail(error)
+                        continue
+                    draft.finish()
+                streamed_model = call.model.index if draft.forwarded else streamed_model
+            outcome.result = run.result(committed=streamed_model)
+        for event in _deliver(outcome.result, streamed_model):
             yield event
 
 
@@ -168,6 +245,7 @@ class _Draft:
         self.run = run
         self.call = call
         self.assembler = DraftAssembler()
+        self.cache = CacheUsage()
         self.started = time.perf_counter()
         self.forwarded = False
         self.aborted = False
@@ -181,6 +259,9 @@ class _Draft:
 
     def take(self, chunk: Any) -> list[TextDelta]:
         text, logprobs = self.assembler.add(chunk)
+        usage = get_field(chunk, "usage")
+        if usage is not None:
+            self.cache = cache_usage(usage)
         limit = self.call.max_output_tokens
         if limit is not None and self.assembler.n_pieces > limit:
             self.overran = True
@@ -203,6 +284,7 @@ class _Draft:
                     time.perf_counter() - self.started,
                     f"aborted after {tokens} tokens: escalation was certain "
                     "even if the rest of the draft were certain",
+                    self.cache,
                 )
         return []
 
@@ -216,17 +298,21 @@ class _Draft:
     def finish(self) -> None:
         if not self.aborted:
             self.run.record_answer(
-                self.call, self.assembler.answer(), time.perf_counter() - self.started
+                self.call, self.assembler.answer(), time.perf_counter() - self.started, self.cache
             )
 
 
-def _deliver(run: CascadeRun, streamed_model: int | None) -> Iterator[StreamEvent]:
+def _cache_of(response: Any) -> CacheUsage:
+    return cache_usage(get_field(response, "usage"))
+
+
+def _deliver(result: CascadeResult, streamed_model: int | None) -> Iterator[StreamEvent]:
     """After the cascade: send the accepted answer unless it already streamed live.
 
     A final model's text streams live as it arrives, so once any of it was sent that answer
-    is committed; otherwise a better-scored draft would be appended to it.
+    is committed (``run.result(committed=...)``); otherwise a better-scored draft would be
+    appended to it.
     """
-    result = run.result(committed=streamed_model)
     if streamed_model != result.model_index and result.answer.content:
         yield from _replay_text(result.answer)
     yield Finished(result)

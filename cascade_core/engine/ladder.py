@@ -3,6 +3,13 @@
 Prices, context windows and logprob support are resolved once, when the router is built:
 from the config when given, else from LiteLLM's model cost map and supported parameters, so
 that no lookup happens on the request path.
+
+Prompt-cache prices: a cached input token costs ``cache_read_input_cost_per_token`` and a
+token written to the cache ``cache_creation_input_cost_per_token`` (Anthropic bills writes
+above the input price). Each defaults to LiteLLM's ``cache_read_input_token_cost`` /
+``cache_creation_input_token_cost`` when the input price also comes from LiteLLM's map (a
+price the user set is not mixed with the map's), else to the input price: no discount is
+assumed that nobody stated.
 """
 
 from __future__ import annotations
@@ -15,15 +22,18 @@ from typing import Any
 
 import litellm
 
+from cascade_core.engine.cache_usage import CacheUsage
 from cascade_core.engine.config import ModelSpec
 from cascade_core.engine.prompt_tokens import input_token_bound
 from cascade_core.engine.redaction import protect_logs
 from cascade_core.errors import InvalidInputError
+from cascade_core.sessions.messages import DIALECTS, Dialect
 
 # Tokenizers differ between providers; the cost cap uses this margin on LiteLLM's count so
 # that an undercounted prompt cannot push a request over its cap.
 INPUT_TOKEN_MARGIN = 1.25
 SELF_HOSTED_PLACEHOLDER_KEY = "no-key-required"
+DEFAULT_DIALECT = DIALECTS["openai"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,9 @@ class LadderModel:
     output_cost_per_token: float
     context_window: int | None
     supports_logprobs: bool
+    cache_read_cost_per_token: float = 0.0
+    cache_write_cost_per_token: float = 0.0
+    dialect: Dialect = DEFAULT_DIALECT
 
     @property
     def label(self) -> str:
@@ -59,7 +72,24 @@ class LadderModel:
         logprobs = spec.supports_logprobs
         if logprobs is None:
             logprobs = _detect_logprobs(spec.model)
-        return cls(index, spec, float(input_price), float(output_price), window, logprobs)
+        mapped = {} if spec.input_cost_per_token is not None else info
+        read = spec.cache_read_input_cost_per_token
+        if read is None:
+            read = mapped.get("cache_read_input_token_cost")
+        write = spec.cache_creation_input_cost_per_token
+        if write is None:
+            write = mapped.get("cache_creation_input_token_cost")
+        return cls(
+            index,
+            spec,
+            float(input_price),
+            float(output_price),
+            window,
+            logprobs,
+            cache_read_cost_per_token=float(input_price if read is None else read),
+            cache_write_cost_per_token=float(input_price if write is None else write),
+            dialect=Dialect.for_model(spec.model),
+        )
 
     def api_key(self) -> str | None:
         """Read the key from the environment at call time; it is never stored."""
@@ -78,25 +108,51 @@ class LadderModel:
         """Input tokens of the exact keyword arguments sent (`prompt_tokens`), no I/O."""
         return input_token_bound(self.spec.model, params)
 
+    def count_message_tokens(self, message: Mapping[str, Any]) -> int:
+        """Input tokens of one message (its share of a prompt, for cache prefixes)."""
+        return input_token_bound(self.spec.model, {"messages": [dict(message)]})
+
     def count_output_tokens(self, text: str) -> int:
         """Tokens of an answer whose usage the provider did not report."""
         if not text:
             return 0
         return int(litellm.token_counter(model=self.spec.model, text=text))
 
-    def expected_cost(self, input_tokens: int, max_tokens: int | None, choices: int = 1) -> float:
-        """Cost estimate for the strategy: the expected output length, capped by max_tokens."""
+    def expected_cost(
+        self,
+        input_tokens: int,
+        max_tokens: int | None,
+        choices: int = 1,
+        cached_tokens: int = 0,
+        writes_cache: bool = False,
+    ) -> float:
+        """Cost estimate for the strategy: the expected output length, capped by max_tokens;
+        ``cached_tokens`` of the input at the cache-read price, and the rest at the cache-write
+        price when the request asks for a cache write (``cache_control``) and writes cost more.
+        """
         output = self.spec.expected_output_tokens
         if max_tokens is not None:
             output = min(output, max_tokens)
-        return input_tokens * self.input_cost_per_token + choices * output * (
-            self.output_cost_per_token
+        cached = min(max(0, cached_tokens), input_tokens)
+        fresh_price = self.input_cost_per_token
+        if writes_cache:
+            fresh_price = max(fresh_price, self.cache_write_cost_per_token)
+        return (
+            (input_tokens - cached) * fresh_price
+            + cached * self.cache_read_cost_per_token
+            + choices * output * self.output_cost_per_token
         )
+
+    @property
+    def _bound_input_price(self) -> float:
+        """The highest price an input token may be billed at: no cache hit is assumed, and a
+        write to the cache may cost more than plain input."""
+        return max(self.input_cost_per_token, self.cache_write_cost_per_token)
 
     def worst_case_cost(self, input_tokens: int, max_tokens: int, choices: int = 1) -> float:
         """Upper bound for the hard cap: margin on the input, every allowed output token."""
         return (
-            input_tokens * INPUT_TOKEN_MARGIN * self.input_cost_per_token
+            input_tokens * INPUT_TOKEN_MARGIN * self._bound_input_price
             + choices * max_tokens * self.output_cost_per_token
         )
 
@@ -104,16 +160,26 @@ class LadderModel:
         self, input_tokens: int, allowance: float, choices: int = 1
     ) -> int:
         """The most output tokens per choice that keep a call within ``allowance`` USD."""
-        left = allowance - input_tokens * INPUT_TOKEN_MARGIN * self.input_cost_per_token
+        left = allowance - input_tokens * INPUT_TOKEN_MARGIN * self._bound_input_price
         if left < 0:
             return 0
         if self.output_cost_per_token == 0:
             return 2**31 - 1
         return max(0, math.floor(left / (choices * self.output_cost_per_token)))
 
-    def actual_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def actual_cost(
+        self, prompt_tokens: int, completion_tokens: int, cache: CacheUsage | None = None
+    ) -> float:
+        """What the call cost, as LiteLLM prices usage: cache reads and writes at their prices,
+        the rest of the prompt at the input price."""
+        read = written = 0
+        if cache is not None:
+            read = min(cache.read, prompt_tokens)
+            written = min(cache.written, prompt_tokens - read)
         return (
-            prompt_tokens * self.input_cost_per_token
+            (prompt_tokens - read - written) * self.input_cost_per_token
+            + read * self.cache_read_cost_per_token
+            + written * self.cache_write_cost_per_token
             + completion_tokens * self.output_cost_per_token
         )
 

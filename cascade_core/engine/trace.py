@@ -34,6 +34,25 @@ class ModelRun:
     latency_ms: float = 0.0
     error: str | None = None
     cap_overrun: str | None = None  # set when this call broke the cost cap's assumptions
+    cached_tokens: int = 0  # prompt tokens the provider billed at its cache-read price
+    cache_write_tokens: int = 0  # prompt tokens it billed at its cache-write price
+    expected_cached_tokens: int = 0  # what the cost estimate assumed the cache would hold
+
+
+@dataclass
+class SessionTrace:
+    """The session a request belonged to: its policy, what the session imposed on the
+    request and why, and its spend (settled plus reserved by other requests in flight)
+    before the request and after its last call."""
+
+    session_id: str
+    policy: str
+    tool_loop: str
+    new: bool = True
+    notes: list[str] = field(default_factory=list)
+    cap_usd: float | None = None
+    spend_before_usd: float = 0.0
+    spend_after_usd: float | None = None
 
 
 @dataclass
@@ -44,6 +63,7 @@ class CascadeTrace:
     decisions: list[str] = field(default_factory=list)
     stop_reason: str = ""
     strategy: str = ""
+    session: SessionTrace | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -58,6 +78,10 @@ class CascadeTrace:
         return sum(run.completion_tokens for run in self.runs)
 
     @property
+    def cached_tokens(self) -> int:
+        return sum(run.cached_tokens for run in self.runs)
+
+    @property
     def models_run(self) -> list[str]:
         return [run.model for run in self.runs if run.status != "skipped"]
 
@@ -70,6 +94,8 @@ class CascadeTrace:
             "cost_usd": self.cost_usd,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "session": asdict(self.session) if self.session is not None else None,
         }
 
 
