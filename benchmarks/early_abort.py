@@ -21,8 +21,8 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from cascade_core import local_models
 from cascade_core.engine import CascadeEngine, Finished, RouterConfig
+from cascade_core.local import server as local_server
 
 LADDER = Path(__file__).resolve().parent.parent / "examples" / "local-ladder.yaml"
 PROMPTS = (
@@ -75,13 +75,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("CASCADE_ROUTER_STATE_DIR", tempfile.mkdtemp(prefix="cr-abort-"))
     port = free_port()
-    local_models.start(port=port)
+    local_server.start(port=port)
     try:
         stream_all(CascadeEngine(ladder_config(port, True)))  # warm both models' caches
         with_abort = stream_all(CascadeEngine(ladder_config(port, True)))
         without = stream_all(CascadeEngine(ladder_config(port, False)))
     finally:
-        local_models.stop()
+        local_server.stop()
     report = {
         "requests": len(PROMPTS),
         "max_tokens": MAX_TOKENS,

@@ -77,7 +77,7 @@ def start_proxy(base_url: str, work: Path) -> tuple[subprocess.Popen[bytes], str
         [
             sys.executable,
             "-m",
-            "cascade_core.cli_serve",
+            "cascade_core.cli.serve",
             "--config",
             str(path),
             "--port",

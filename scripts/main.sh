@@ -8,5 +8,5 @@ bash scripts/install.sh
 . "${CASCADE_ROUTER_VENV:-.venv}/bin/activate"
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 cascade-router local start --config examples/local-ladder.yaml
-trap 'cascade-router local stop --config examples/local-ladder.yaml >/dev/null' EXIT
+trap 'cascade-router local stop >/dev/null' EXIT
 cascade-router demo --config examples/local-ladder.yaml "$@"

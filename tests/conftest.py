@@ -36,15 +36,15 @@ def _local_models_missing() -> str | None:
     """Why the real local ladder cannot run here, or None when it can."""
     import importlib.util
 
-    from cascade_core import local_models
+    from cascade_core.local import server as local_server
 
     for module in ("llama_cpp", "fastapi", "uvicorn", "sse_starlette"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install 'cascade-router[local]')"
-    for model in local_models.LADDER:
+    for model in local_server.LADDER:
         try:
-            local_models.gguf_path(model)
-        except local_models.LocalModelError as error:
+            local_server.gguf_path(model)
+        except local_server.LocalModelError as error:
             return str(error)
     return None
 
@@ -55,8 +55,8 @@ def local_ladder(tmp_path_factory: pytest.TempPathFactory):
     session on a free port with a private state dir; yields its RouterConfig."""
     import socket
 
-    from cascade_core import local_models
     from cascade_core.engine import RouterConfig
+    from cascade_core.local import server as local_server
 
     reason = _local_models_missing()
     if reason is not None:
@@ -65,9 +65,9 @@ def local_ladder(tmp_path_factory: pytest.TempPathFactory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     state = tmp_path_factory.mktemp("local-state")
-    previous = os.environ.get(local_models.STATE_DIR_ENV)
-    os.environ[local_models.STATE_DIR_ENV] = str(state)
-    local_models.start(port=port)
+    previous = os.environ.get(local_server.STATE_DIR_ENV)
+    os.environ[local_server.STATE_DIR_ENV] = str(state)
+    local_server.start(port=port)
     config = RouterConfig.from_file(EXAMPLE_LADDER)
     models = [
         spec.model_copy(update={"api_base": f"http://127.0.0.1:{port}/v1"})
@@ -76,12 +76,12 @@ def local_ladder(tmp_path_factory: pytest.TempPathFactory):
     try:
         yield config.model_copy(update={"models": models})
     finally:
-        os.environ[local_models.STATE_DIR_ENV] = str(state)
-        local_models.stop()
+        os.environ[local_server.STATE_DIR_ENV] = str(state)
+        local_server.stop()
         if previous is None:
-            os.environ.pop(local_models.STATE_DIR_ENV, None)
+            os.environ.pop(local_server.STATE_DIR_ENV, None)
         else:
-            os.environ[local_models.STATE_DIR_ENV] = previous
+            os.environ[local_server.STATE_DIR_ENV] = previous
 
 
 # -- strict mode (CI) ---------------------------------------------------------------------

@@ -46,7 +46,7 @@ def ladder_file(path: Path, config: Any) -> Path:
 
 
 class Proxy:
-    """`python -m cascade_core.cli_serve` on a free port, with a fresh master key."""
+    """`python -m cascade_core.cli.serve` on a free port, with a fresh master key."""
 
     def __init__(
         self,
@@ -62,7 +62,7 @@ class Proxy:
         command = [
             sys.executable,
             "-m",
-            "cascade_core.cli_serve",
+            "cascade_core.cli.serve",
             "--config",
             str(ladder),
             "--port",

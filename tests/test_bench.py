@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cascade_core.cli import app
+from cascade_core.cli.app import app
 from tests.conftest import DATA, needs_data
 
 STRATEGIES = ("routing", "threshold_cascade", "optimal_cascade", "cascade_routing")

@@ -227,7 +227,7 @@ def test_profile_through_langchain_adapter(tmp_path: Path) -> None:
 def test_calibrate_real_local_ladder(local_ladder: RouterConfig, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from cascade_core.cli import app
+    from cascade_core.cli.app import app
 
     config = tmp_path / "ladder.yaml"
     config.write_text(yaml.safe_dump(local_ladder.model_dump(mode="json", by_alias=True)))
@@ -276,7 +276,7 @@ def test_bench_evaluates_a_calibrated_profile_on_its_saved_answers(tmp_path: Pat
     """`bench --profile`: the profile's estimators, not refitted ones, score held-out logs."""
     from typer.testing import CliRunner
 
-    from cascade_core.cli import app
+    from cascade_core.cli.app import app
 
     dev = tmp_path / "dev.jsonl"
     write_dev_set(dev, 48)

@@ -27,7 +27,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from cascade_core.cli_errors import DEBUG_ENV, ErrorReportingGroup
+from cascade_core.cli.errors import DEBUG_ENV, ErrorReportingGroup
 from cascade_core.errors import InvalidInputError
 from tests.fake_batch_server import FakeChatServer
 
@@ -330,7 +330,7 @@ def test_usage_errors_keep_typer_behaviour(tmp_path: Path) -> None:
 
 
 def _later_app() -> typer.Typer:
-    """An app built like `cascade_core.cli.app`, with commands it does not have."""
+    """An app built like `cascade_core.cli.app.app`, with commands it does not have."""
     app = typer.Typer(cls=ErrorReportingGroup, pretty_exceptions_enable=False)
 
     @app.callback()

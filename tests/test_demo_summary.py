@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cascade_core.demo import format_table, summarize, verdict
+from cascade_core.cli.demo import format_table, summarize, verdict
 
 COST = st.floats(min_value=0.0, max_value=1e-3, allow_nan=False)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cascade_core.cli import app
+from cascade_core.cli.app import app
 from cascade_core.engine import CascadeEngine, RouterConfig
 from cascade_core.errors import InvalidInputError
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cascade_core.cli import app
+from cascade_core.cli.app import app
 from cascade_core.engine import CascadeEngine, Finished, TextDelta
 from cascade_core.errors import AllModelsFailedError
 

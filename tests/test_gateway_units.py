@@ -171,7 +171,7 @@ def test_a_ladder_of_cascades_is_refused() -> None:
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "LITELLM_MASTER_KEY"}
     return subprocess.run(
-        [sys.executable, "-m", "cascade_core.cli_serve", *args],
+        [sys.executable, "-m", "cascade_core.cli.serve", *args],
         capture_output=True,
         text=True,
         env={**environment, **(env or {})},

@@ -29,12 +29,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cascade_core import local_models
-from cascade_core.cli import app
+from cascade_core.cli.app import app
 from cascade_core.errors import InvalidInputError
+from cascade_core.local import server as local_server
 
 FAKE_SERVER = Path(__file__).resolve().parent / "fake_llama_server.py"
-ALIASES = [m.alias for m in local_models.LADDER]
+ALIASES = [m.alias for m in local_server.LADDER]
 
 
 def fake_command(mode: str) -> tuple[str, ...]:
@@ -44,9 +44,9 @@ def fake_command(mode: str) -> tuple[str, ...]:
 @pytest.fixture(autouse=True)
 def private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A state dir of its own, and no server left behind whatever the test did."""
-    monkeypatch.setenv(local_models.STATE_DIR_ENV, str(tmp_path / "state"))
+    monkeypatch.setenv(local_server.STATE_DIR_ENV, str(tmp_path / "state"))
     yield tmp_path / "state"
-    local_models.stop(grace=2.0)
+    local_server.stop(grace=2.0)
 
 
 @pytest.fixture
@@ -54,13 +54,13 @@ def fake_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
     """The ladder's aliases backed by fake model packages, each holding a (fake) .gguf file."""
     site = tmp_path / "site"
     models = []
-    for model in local_models.LADDER:
+    for model in local_server.LADDER:
         package = f"fake_{model.alias.replace('-', '_')}_gguf"
         (site / package).mkdir(parents=True)
         (site / package / "__init__.py").write_text("")
         (site / package / "model.gguf").write_bytes(b"GGUF fake")
         models.append(
-            local_models.LocalModel(model.alias, package, "pip install x", None, "model.gguf")
+            local_server.LocalModel(model.alias, package, "pip install x", None, "model.gguf")
         )
     monkeypatch.syspath_prepend(str(site))
     return tuple(models)
@@ -73,8 +73,8 @@ def port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(mode: str, port: int, models: tuple, timeout: float = 60.0) -> local_models.ServerStatus:
-    return local_models.start(port, timeout, models=models, command=fake_command(mode))
+def _start(mode: str, port: int, models: tuple, timeout: float = 60.0) -> local_server.ServerStatus:
+    return local_server.start(port, timeout, models=models, command=fake_command(mode))
 
 
 def _gone(pid: int) -> bool:
@@ -95,8 +95,8 @@ def _assert_nothing_left(message: str) -> None:
     """The failed server is dead, its pid file removed, and status says so."""
     pid = _pid_named_in(message)
     assert _gone(pid)
-    assert not local_models.state_paths(local_models.state_dir())[0].exists()
-    st = local_models.status()
+    assert not local_server.state_paths(local_server.state_dir())[0].exists()
+    st = local_server.status()
     assert not st.running and st.stale_pid is None
 
 
@@ -113,11 +113,11 @@ def _assert_nothing_left(message: str) -> None:
 def test_start_reports_a_server_that_dies_on_its_first_completion(
     mode: str, how: str, port: int, fake_models: tuple
 ) -> None:
-    with pytest.raises(local_models.LocalModelError) as info:
+    with pytest.raises(local_server.LocalModelError) as info:
         _start(mode, port, fake_models)
     message = str(info.value)
     first, *rest = message.splitlines()
-    log_file = local_models.state_paths(local_models.state_dir())[1]
+    log_file = local_server.state_paths(local_server.state_dir())[1]
     assert how in first
     assert f"first completion from model {ALIASES[0]!r}" in first
     assert f"log {log_file}" in first
@@ -132,9 +132,9 @@ def test_cli_start_exits_1_naming_the_crash_with_the_log_tail(
     port: int, fake_models: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real CLI and the real `start`, with only the server program replaced by the fake."""
-    real_start = local_models.start
+    real_start = local_server.start
     monkeypatch.setattr(
-        local_models,
+        local_server,
         "start",
         functools.partial(real_start, models=fake_models, command=fake_command("segv")),
     )
@@ -144,7 +144,7 @@ def test_cli_start_exits_1_naming_the_crash_with_the_log_tail(
     assert "ggml_backend_amx_mul_mat" in result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
     assert result.output.rstrip().splitlines()[-1].startswith("fake_llama_server: ")  # log tail
-    assert not local_models.state_paths(local_models.state_dir())[0].exists()
+    assert not local_server.state_paths(local_server.state_dir())[0].exists()
     after = CliRunner().invoke(app, ["local", "status"])
     assert after.exit_code == 0
     assert "not running" in after.output
@@ -163,7 +163,7 @@ def test_cli_start_exits_1_naming_the_crash_with_the_log_tail(
 def test_start_stops_a_live_server_whose_completion_fails(
     mode: str, reason: str, port: int, fake_models: tuple
 ) -> None:
-    with pytest.raises(local_models.LocalModelError) as info:
+    with pytest.raises(local_server.LocalModelError) as info:
         _start(mode, port, fake_models)
     message = str(info.value)
     first = message.splitlines()[0]
@@ -178,7 +178,7 @@ def test_start_gives_up_on_a_server_that_keeps_dropping_the_connection(
     port: int, fake_models: tuple
 ) -> None:
     """Alive, so retried until the deadline, then stopped and reported."""
-    with pytest.raises(local_models.LocalModelError) as info:
+    with pytest.raises(local_server.LocalModelError) as info:
         _start("drop", port, fake_models, timeout=8.0)
     first = str(info.value).splitlines()[0]
     assert f"model {ALIASES[0]!r} but it did not answer a one-token completion within 8s" in first
@@ -187,7 +187,7 @@ def test_start_gives_up_on_a_server_that_keeps_dropping_the_connection(
 
 
 def test_start_gives_up_on_a_server_that_never_answers(port: int, fake_models: tuple) -> None:
-    with pytest.raises(local_models.LocalModelError) as info:
+    with pytest.raises(local_server.LocalModelError) as info:
         _start("hang", port, fake_models, timeout=6.0)
     first = str(info.value).splitlines()[0]
     assert (
@@ -219,7 +219,7 @@ def test_start_asks_every_model_and_status_stays_honest(port: int, fake_models: 
     assert st.pid is not None
     os.kill(st.pid, signal.SIGSTOP)  # alive, but answers nothing
     try:
-        frozen = local_models.status()
+        frozen = local_server.status()
         assert frozen.running and frozen.answering is False
         shown = CliRunner().invoke(app, ["local", "status"])
         assert "does not list its models" in shown.output
@@ -227,16 +227,16 @@ def test_start_asks_every_model_and_status_stays_honest(port: int, fake_models: 
         os.kill(st.pid, signal.SIGCONT)
 
     os.kill(st.pid, signal.SIGSEGV)  # crashes later: status sees a dead pid, not "running"
-    local_models._Server(st.pid).ended(wait=30.0)
-    after = local_models.status()
+    local_server._Server(st.pid).ended(wait=30.0)
+    after = local_server.status()
     assert not after.running and after.stale_pid == st.pid
 
 
 def test_status_does_not_claim_a_process_started_with_another_config() -> None:
     """The pid-reuse guard: a live process without our --config_file is not our server."""
-    pid_file = local_models.state_paths(local_models.state_dir())[0]
+    pid_file = local_server.state_paths(local_server.state_dir())[0]
     pid_file.write_text(str(os.getpid()))
-    st = local_models.status()
+    st = local_server.status()
     assert not st.running and st.stale_pid == os.getpid()
     assert not _gone(os.getpid())
 
@@ -289,10 +289,10 @@ def test_any_answer_is_accepted_only_as_a_chat_completion(status: int, body: byt
     server = _fake_answers_server()
     port = server.server_address[1]
     try:
-        local_models._complete_one_token(port, "m", time.monotonic() + 30)
-    except local_models._Unanswered as failure:
+        local_server._complete_one_token(port, "m", time.monotonic() + 30)
+    except local_server._Unanswered as failure:
         assert "\n" not in failure.reason
-        assert failure.transient == (status in local_models.RETRY_STATUSES)
+        assert failure.transient == (status in local_server.RETRY_STATUSES)
         accepted = False
     else:
         accepted = True
@@ -318,7 +318,7 @@ def _fake_answers_server() -> http.server.ThreadingHTTPServer:
 @pytest.mark.parametrize("timeout", [0.0, -1.0, math.inf, math.nan])
 def test_start_refuses_a_timeout_that_is_not_a_positive_number(timeout: float) -> None:
     with pytest.raises(InvalidInputError, match="timeout"):
-        local_models.start(timeout=timeout)
+        local_server.start(timeout=timeout)
 
 
 @pytest.mark.parametrize("value", ["0", "inf", "nan", "-5"])
@@ -331,13 +331,13 @@ def test_cli_refuses_a_bad_timeout_in_one_line_with_exit_2(value: str) -> None:
 
 @given(st.integers(min_value=-(2**31), max_value=2**31))
 def test_describe_exit_is_one_line_for_any_status(returncode: int) -> None:
-    text = local_models.describe_exit(returncode)
+    text = local_server.describe_exit(returncode)
     assert "\n" not in text
     assert str(abs(returncode) if returncode < 0 else returncode) in text
 
 
 def test_describe_exit_names_signals_and_crashes() -> None:
-    assert local_models.describe_exit(-signal.SIGILL).startswith("was killed by SIGILL (signal 4;")
-    assert "crash" not in local_models.describe_exit(-signal.SIGTERM)
-    assert local_models.describe_exit(1) == "exited with code 1"
-    assert local_models.describe_exit(200) == "exited with code 200"  # 128 + 72: no such signal
+    assert local_server.describe_exit(-signal.SIGILL).startswith("was killed by SIGILL (signal 4;")
+    assert "crash" not in local_server.describe_exit(-signal.SIGTERM)
+    assert local_server.describe_exit(1) == "exited with code 1"
+    assert local_server.describe_exit(200) == "exited with code 200"  # 128 + 72: no such signal

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlparse
 
 import typer
 
-from cascade_core import local_models
+from cascade_core.local import server
 
 local_app = typer.Typer(
     help="Serve the embedded local ladder (SmolLM2-135M, Gemma-3-270M) on 127.0.0.1.",
     no_args_is_help=True,
-)
-
-PortOption = typer.Option(
-    None, "--port", min=1, max=65535, help=f"Port (default {local_models.DEFAULT_PORT})."
-)
-ConfigOption = typer.Option(
-    None,
-    "--config",
-    exists=True,
-    dir_okay=False,
-    help="Ladder YAML; the port is taken from a local model's api_base when --port is not given.",
 )
 
 
@@ -44,10 +34,10 @@ def port_from_config(config: Path | None) -> int | None:
 
 
 def _resolve_port(port: int | None, config: Path | None) -> int:
-    return port or port_from_config(config) or local_models.DEFAULT_PORT
+    return port or port_from_config(config) or server.DEFAULT_PORT
 
 
-def _print_status(st: local_models.ServerStatus) -> None:
+def _print_status(st: server.ServerStatus) -> None:
     if st.stale_pid is not None:
         typer.echo(f"removed stale pid file (pid {st.stale_pid} is not running)")
     if not st.running:
@@ -65,11 +55,23 @@ def _print_status(st: local_models.ServerStatus) -> None:
 
 @local_app.command()
 def start(
-    port: int | None = PortOption,
-    config: Path | None = ConfigOption,
-    timeout: float = typer.Option(
-        120.0, help="Seconds to wait until every model has answered a one-token completion."
-    ),
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help=f"Port (default {server.DEFAULT_PORT})."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Ladder YAML; the port is taken from a local model's api_base when --port is "
+            "not given.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait until every model has answered a one-token completion."),
+    ] = 120.0,
 ) -> None:
     """Start the server in the background; return once every model has answered a one-token
     chat completion. A server that fails that is stopped and reported, exit code 1.
@@ -78,17 +80,17 @@ def start(
     a LocalModelError is printed here because its log tail must keep its lines.
     """
     try:
-        st = local_models.start(_resolve_port(port, config), timeout=timeout)
-    except local_models.LocalModelError as exc:
+        st = server.start(_resolve_port(port, config), timeout=timeout)
+    except server.LocalModelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _print_status(st)
 
 
 @local_app.command()
-def stop(port: int | None = PortOption, config: Path | None = ConfigOption) -> None:
-    """Stop the server (SIGTERM, then SIGKILL after a grace period)."""
-    st = local_models.stop()
+def stop() -> None:
+    """Stop the server (SIGTERM, then SIGKILL after a grace period); the pid file names it."""
+    st = server.stop()
     if st.running:
         typer.echo(f"stopped pid {st.pid}")
     else:
@@ -96,7 +98,7 @@ def stop(port: int | None = PortOption, config: Path | None = ConfigOption) -> N
 
 
 @local_app.command()
-def status(port: int | None = PortOption, config: Path | None = ConfigOption) -> None:
+def status() -> None:
     """Report whether the server runs, its pid, port and models (cheap: no completion is run;
     `start` proves the models answer)."""
-    _print_status(local_models.status())
+    _print_status(server.status())

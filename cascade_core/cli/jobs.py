@@ -1,6 +1,6 @@
-"""`cascade-router calibrate` and `cascade-router batch` (registered in `cli.py`).
+"""`cascade-router calibrate` and `cascade-router batch` (registered in `app`).
 
-Errors are not caught here: `cli_errors.ErrorReportingGroup` prints every one as one line.
+Errors are not caught here: `errors.ErrorReportingGroup` prints every one as one line.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cascade_core.cli_errors import one_line, scrub
+from cascade_core.cli.errors import one_line, scrub
 
 if TYPE_CHECKING:
     from cascade_core.engine.config import RouterConfig

@@ -1,6 +1,6 @@
-"""The `cascade-router` command line. Sub-commands live in their own modules and register here.
+"""The `cascade-router` app: the sub-commands live in their own modules and register here.
 
-Every sub-command runs inside `cli_errors.ErrorReportingGroup`: a failure is one ``error:``
+Every sub-command runs inside `errors.ErrorReportingGroup`: a failure is one ``error:``
 line on stderr (exit 2 for bad input, 1 otherwise), the traceback only with ``--debug``.
 """
 
@@ -18,11 +18,11 @@ import typer
 
 from cascade_core import __version__
 from cascade_core.bench.cli import bench as bench_command
-from cascade_core.cli_errors import DEBUG_ENV, ErrorReportingGroup
-from cascade_core.cli_jobs import batch as batch_command
-from cascade_core.cli_jobs import calibrate as calibrate_command
-from cascade_core.cli_local import local_app
-from cascade_core.cli_serve import serve as serve_command
+from cascade_core.cli.errors import DEBUG_ENV, ErrorReportingGroup
+from cascade_core.cli.jobs import batch as batch_command
+from cascade_core.cli.jobs import calibrate as calibrate_command
+from cascade_core.cli.local import local_app
+from cascade_core.cli.serve import serve as serve_command
 
 app = typer.Typer(
     name="cascade-router",
@@ -69,7 +69,7 @@ def demo(
 ) -> None:
     """Ask about ten short questions through the live cascade and compare with the biggest
     model alone. Start the local models first: `cascade-router local start`."""
-    from cascade_core.demo import DEFAULT_CONFIG, format_table, run_demo
+    from cascade_core.cli.demo import DEFAULT_CONFIG, format_table, run_demo
 
     report = run_demo(config or DEFAULT_CONFIG)
     typer.echo(json.dumps(report) if as_json else format_table(report))

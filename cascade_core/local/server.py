@@ -32,7 +32,7 @@ from cascade_core.errors import InvalidInputError
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 STATE_DIR_ENV = "CASCADE_ROUTER_STATE_DIR"
-SERVER_MODULE = "cascade_core.local_models"  # runs llama_cpp.server's main, see __main__ below
+SERVER_MODULE = "cascade_core.local.server"  # runs llama_cpp.server's main, see __main__ below
 TOP_K_KEPT = 64  # OpenAI allows top_logprobs <= 20; keep a margin
 
 

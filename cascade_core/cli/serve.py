@@ -1,6 +1,6 @@
 """`cascade-router serve`: the ladder as one model of LiteLLM Proxy, for any OpenAI client.
 
-Registered in ``cascade_core.cli``; also runs alone as ``python -m cascade_core.cli_serve``.
+Registered in ``cascade_core.cli.app``; also runs alone as ``python -m cascade_core.cli.serve``.
 """
 
 from __future__ import annotations
