@@ -11,9 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cascade_core import Uncertainty, expected_max, expected_max_two_normals
+from cascade_core import Uncertainty
 from cascade_core.errors import InvalidInputError
-from cascade_core.expected_max import _standard_normal_samples
+from cascade_core.expected_max import (
+    _standard_normal_samples,
+    expected_max,
+    expected_max_two_normals,
+)
 from tests.conftest import random_covariance
 
 
@@ -103,7 +107,8 @@ def test_batch_of_queries_matches_one_at_a_time():
 
 VALUE_IN_A_FRESH_PROCESS = """
 import numpy as np
-from cascade_core import Uncertainty, expected_max
+from cascade_core import Uncertainty
+from cascade_core.expected_max import expected_max
 print(repr(float(expected_max(np.array([0.4, 0.5, 0.45]), Uncertainty.independent_std(
     [0.2, 0.1, 0.3]), np.ones(3))[0])))
 """

@@ -148,6 +148,26 @@ def test_cli_start_refuses_a_bad_config_in_one_line(tmp_path: Path, text: str, n
     assert not local_server.state_paths(local_server.state_dir())[0].exists()
 
 
+def test_the_server_process_imports_this_package_without_an_install(tmp_path: Path) -> None:
+    """`start` runs ``python -m cascade_core.local.server``: with the environment it gives the
+    child and no site-packages (``-S``: no editable-install hook), that must still resolve
+    to this very file."""
+    env = local_server.server_env(8765, tmp_path / "server-config.json")
+    env.pop("PYTHONHOME", None)
+    code = f"import {local_server.SERVER_MODULE} as server; print(server.__file__)"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).resolve() == Path(local_server.__file__).resolve()
+    assert (env["HOST"], env["PORT"]) == (local_server.HOST, "8765")
+
+
 def test_example_ladder_is_cheapest_first_and_points_at_the_local_server() -> None:
     config = yaml.safe_load(EXAMPLE.read_text())
     models = config["models"]

@@ -10,11 +10,10 @@ from cascade_core import (
     Routing,
     StagedEstimates,
     Uncertainty,
-    expected_max,
-    expected_max_two_normals,
     fit_budget,
     run_batch,
 )
+from cascade_core.expected_max import expected_max, expected_max_two_normals
 
 
 def test_independent_path_scales_by_standard_deviation_not_variance():

@@ -18,9 +18,9 @@ from cascade_core import (
     StagedEstimates,
     ThresholdCascade,
     Uncertainty,
-    expected_max,
     run_batch,
 )
+from cascade_core.expected_max import expected_max
 from tests.conftest import random_covariance
 
 

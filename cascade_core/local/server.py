@@ -266,6 +266,21 @@ def server_command() -> tuple[str, ...]:
     return (sys.executable, "-m", SERVER_MODULE)
 
 
+def server_env(port: int, config_file: Path) -> dict[str, str]:
+    """The server's environment: ours, with its settings pinned and this package importable.
+
+    llama_cpp.server's __main__ lets HOST/PORT/CONFIG_FILE override the config file, so they
+    are pinned. The directory holding the `cascade_core` package goes first on PYTHONPATH, so
+    ``-m cascade_core.local.server`` resolves to this code even without ``pip install``; it is
+    found from the package itself, not from this file's depth inside it.
+    """
+    env = {**os.environ, "HOST": HOST, "PORT": str(port), "CONFIG_FILE": str(config_file)}
+    top_package = sys.modules[__name__.partition(".")[0]]
+    root = str(Path(str(top_package.__file__)).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def start(
     port: int = DEFAULT_PORT,
     timeout: float = 120.0,
@@ -306,10 +321,7 @@ def start(
     pid_file, log_file, config_file = state_paths(state_dir())
     config = server_config(port, models)
     config_file.write_text(json.dumps(config, indent=2))
-    # __main__ lets HOST/PORT/CONFIG_FILE env vars override the config file: pin them.
-    env = {**os.environ, "HOST": HOST, "PORT": str(port), "CONFIG_FILE": str(config_file)}
-    package_root = str(Path(__file__).resolve().parent.parent)  # works without pip install -e
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env = server_env(port, config_file)
     with log_file.open("wb") as log:
         proc = subprocess.Popen(
             [*argv_prefix, "--config_file", str(config_file)],
