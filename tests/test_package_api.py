@@ -11,6 +11,7 @@ import importlib
 import importlib.metadata
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,54 @@ def test_the_library_never_loads_the_cli_or_the_local_server_tooling() -> None:
     assert "cascade_core.engine" in loaded
     assert [m for m in loaded if m.startswith(("cascade_core.cli", "cascade_core.local"))] == []
     assert "llama_cpp" not in loaded
+
+
+# Extras whose members are commands (pytest, ruff, lint-imports), not imports, or other extras.
+NOT_IMPORTED_EXTRAS = {"dev", "all"}
+SOURCE_DIRS = ("cascade_core", "langchain_cascade", "llamaindex_cascade", "tests", "examples")
+
+
+def _import_names_by_distribution() -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
+    for top, distributions in importlib.metadata.packages_distributions().items():
+        for distribution in distributions:
+            names.setdefault(_canonical(distribution), set()).add(top)
+    return names
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_optional_dependency_is_imported_somewhere() -> None:
+    """An extra that installs what no code imports is dead weight in every user's install
+    (scikit-learn sat in `bench` that way). An import, or the module's name quoted for
+    `find_spec`/`import_module`, counts as a use."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    sources = "\n".join(
+        path.read_text(errors="replace")
+        for folder in SOURCE_DIRS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    )
+    installed = _import_names_by_distribution()
+    unused, missing = [], []
+    for extra, requirements in extras.items():
+        if extra in NOT_IMPORTED_EXTRAS:
+            continue
+        for requirement in requirements:
+            name = _canonical(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group())
+            tops = {top for top in installed.get(name, ()) if not top.startswith("_")}
+            if not tops:
+                missing.append(f"{extra}: {name}")
+                continue
+            used = any(
+                re.search(rf"^\s*(?:import|from)\s+{top}\b|[\"']{top}[\"'.]", sources, re.M)
+                for top in tops
+            )
+            if not used:
+                unused.append(f"{extra}: {name} (imports as {', '.join(sorted(tops))})")
+    assert unused == [], f"extras list packages nothing imports: {unused}"
+    if missing:
+        pytest.skip(f"not installed, so not checked: {', '.join(missing)}")
