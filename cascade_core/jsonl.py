@@ -1,7 +1,8 @@
 """JSON Lines input read line by line, with row ids unique by construction.
 
 One reader serves the `batch` input and the `calibrate` dev set, so line numbers, default
-ids and the duplicate check mean the same thing in both.
+ids, the duplicate check and a row's request (`row_request`: messages or prompt, params) mean
+the same thing in both.
 
 Reading. The file is read as bytes and split on ``\\n`` only (the JSON Lines separator; a
 ``\\r`` before it is JSON whitespace). Each line is decoded on its own, so a non-UTF-8 byte is
@@ -108,6 +109,27 @@ def row_id(record: dict[str, Any], where: str, number: int) -> str:
             "so it could name another row); rename it"
         )
     return key
+
+
+def row_request(record: dict[str, Any], where: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A request row's messages and parameters: ``messages`` as given, or one user message
+    from ``prompt``, and ``params`` (a copy, default none). Only their shape is checked here;
+    the request builder validates what they hold, as it does for a live request."""
+    if "messages" in record:
+        messages = record["messages"]
+    else:
+        prompt = record.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidInputError(f"{where}: give 'messages' (a list) or 'prompt' (a string)")
+        messages = [{"role": "user", "content": prompt}]
+    params = record.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise InvalidInputError(
+            f"{where}: params must be an object of request parameters, not {_json_type(params)}"
+        )
+    return messages, dict(params)
 
 
 class RowIds:

@@ -10,11 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cascade_core.calibrate.devset import load_dev_set
 from cascade_core.engine import RouterConfig
 from cascade_core.errors import InvalidInputError
 from cascade_core.jobs.runner import read_rows, run_batch_job
+from cascade_core.jsonl import row_request
 from tests.fake_batch_server import SMALL, FakeChatServer, answer_for
 
 
@@ -206,3 +209,78 @@ def test_dev_set_field_errors_name_the_line(tmp_path: Path, fields: str, match: 
     dev.write_text(f'{{"prompt": "x", {fields}}}\n')
     with pytest.raises(InvalidInputError, match=match):
         load_dev_set(dev)
+
+
+# -- a row's request: one reading for batch and calibrate -----------------------------------
+
+BAD_SHAPES = [
+    ('{"id": "r", "prompt": "x", "params": "max_tokens=3"}', "params must be an object"),
+    ('{"id": "r", "prompt": "x", "params": []}', "params must be an object"),
+    ('{"id": "r", "prompt": "x", "params": false}', "params must be an object"),
+    ('{"id": "r", "prompt": ""}', "give 'messages' (a list) or 'prompt' (a string)"),
+    ('{"id": "r", "prompt": 7}', "give 'messages' (a list) or 'prompt' (a string)"),
+    ('{"id": "r", "reference": "x"}', "give 'messages' (a list) or 'prompt' (a string)"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), BAD_SHAPES)
+def test_batch_and_dev_set_refuse_a_bad_request_row_for_the_same_reason(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    """calibrate refuses the row naming its line; batch records it as an error row with the
+    same reason and calls no model for it."""
+    source = tmp_path / "rows.jsonl"
+    source.write_text(line + "\n" + '{"id": "ok", "prompt": "fine"}\n')
+    with pytest.raises(InvalidInputError) as refused:
+        load_dev_set(source)
+    assert str(refused.value).startswith(f"{source}:1: {reason}")
+    out = tmp_path / "out.jsonl"
+    with FakeChatServer() as server:
+        summary = _run(server, source, out)
+        assert (summary.written, summary.errors) == (2, 1)
+        records = _out(out)
+        assert records["r"]["ok"] is False
+        assert records["r"]["error"].startswith(f"InvalidInputError: row r: {reason}")
+        assert records["ok"]["ok"] is True
+        assert server.prompt_calls == {(SMALL, "fine"): 1}
+
+
+def test_null_params_are_no_params_in_both(tmp_path: Path) -> None:
+    source = tmp_path / "rows.jsonl"
+    source.write_text('{"id": "r", "prompt": "x", "params": null}\n')
+    (row,) = load_dev_set(source)
+    assert row.messages == [{"role": "user", "content": "x"}]
+    with FakeChatServer() as server:
+        assert _run(server, source, tmp_path / "out.jsonl").errors == 0
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_records = st.dictionaries(
+    st.sampled_from(["messages", "prompt", "params", "id", "reference", "task"]), _json
+)
+
+
+@given(_records)
+@settings(max_examples=300, deadline=None)
+def test_row_request_reads_any_object_or_refuses_it_in_one_line(record: dict) -> None:
+    """Whatever a JSON object holds: a (messages, params) pair or one InvalidInputError that
+    names the row; the params are a copy, so building the request never edits the row."""
+    before = json.dumps(record, sort_keys=True)
+    try:
+        messages, params = row_request(record, "rows.jsonl:3")
+    except InvalidInputError as error:
+        assert str(error).startswith("rows.jsonl:3: ") and "\n" not in str(error)
+        return
+    assert isinstance(params, dict)
+    if "messages" in record:
+        assert messages is record["messages"]
+    else:
+        assert messages == [{"role": "user", "content": record["prompt"]}]
+    params["max_tokens"] = 1
+    assert json.dumps(record, sort_keys=True) == before

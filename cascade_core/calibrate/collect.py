@@ -21,7 +21,7 @@ from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
-from cascade_core.jobs.progress import CostProgress
+from cascade_core.progress import CostProgress
 from cascade_core.replay import ReplayDataset
 
 

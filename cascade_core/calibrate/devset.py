@@ -32,7 +32,7 @@ import numpy as np
 
 from cascade_core.engine.request import build_request
 from cascade_core.errors import InvalidInputError
-from cascade_core.jsonl import RowIds, read_json_lines
+from cascade_core.jsonl import RowIds, read_json_lines, row_request
 
 Grader = Callable[[str, Any, dict[str, Any]], float]
 BUILTIN_GRADERS = ("exact", "contains", "regex")
@@ -61,16 +61,6 @@ class DevRow:
         return prompt_text({"messages": self.messages})
 
 
-def row_messages(record: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    """``messages`` as given, or one user message from ``prompt``."""
-    if "messages" in record:
-        return record["messages"]
-    prompt = record.get("prompt")
-    if not isinstance(prompt, str) or not prompt:
-        raise InvalidInputError(f"{where}: give 'messages' (a list) or 'prompt' (a string)")
-    return [{"role": "user", "content": prompt}]
-
-
 def load_dev_set(path: str | Path) -> list[DevRow]:
     path = Path(path)
     rows: list[DevRow] = []
@@ -81,12 +71,9 @@ def load_dev_set(path: str | Path) -> list[DevRow]:
         qid = ids.claim(line)
         record = line.record
         where = f"{path}:{line.number}"
-        params = record.get("params") or {}
-        if not isinstance(params, dict):
-            raise InvalidInputError(f"{where}: params must be an object of request parameters")
-        messages = row_messages(record, where)
+        messages, params = row_request(record, where)
         try:
-            request = build_request(messages, dict(params))
+            request = build_request(messages, params)
         except InvalidInputError as error:
             raise InvalidInputError(f"{where}: {error}") from None
         grader = record.get("grader")

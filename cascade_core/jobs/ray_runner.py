@@ -20,7 +20,6 @@ from typing import Any
 
 from cascade_core.engine.config import RouterConfig
 from cascade_core.jobs.journal import Journal
-from cascade_core.jobs.progress import CostProgress
 from cascade_core.jobs.runner import (
     BatchSummary,
     InputRow,
@@ -29,6 +28,7 @@ from cascade_core.jobs.runner import (
     record_progress,
     run_row,
 )
+from cascade_core.progress import CostProgress
 
 
 class _EngineWorker:

@@ -22,12 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cascade_core.calibrate.devset import row_messages
 from cascade_core.engine.config import RouterConfig
-from cascade_core.errors import InvalidInputError
 from cascade_core.jobs.journal import Journal
-from cascade_core.jobs.progress import CostProgress
-from cascade_core.jsonl import RowIds, read_json_lines
+from cascade_core.jsonl import RowIds, read_json_lines, row_request
+from cascade_core.progress import CostProgress
 
 
 @dataclass(frozen=True)
@@ -76,20 +74,13 @@ def error_record(row: InputRow, error: BaseException | str) -> dict[str, Any]:
     return {"id": row.id, "ok": False, "error": str(text)[:2000], "cost_usd": 0.0}
 
 
-def request_of(row: InputRow) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    assert row.record is not None
-    params = row.record.get("params") or {}
-    if not isinstance(params, dict):
-        raise InvalidInputError("params: expected an object of request parameters")
-    return row_messages(row.record, f"row {row.id}"), params
-
-
 async def run_row(engine: Any, row: InputRow, with_trace: bool) -> dict[str, Any]:
     """The output record of one row; any failure becomes an error record."""
     if row.problem is not None:
         return error_record(row, row.problem)
     try:
-        messages, params = request_of(row)
+        assert row.record is not None  # a row without a record has its problem
+        messages, params = row_request(row.record, f"row {row.id}")
         result = await engine.arun(messages, **params)
     except Exception as error:
         return error_record(row, error)
