@@ -55,8 +55,8 @@ def test_integer_and_string_ids_are_one_id(tmp_path: Path) -> None:
 
 
 def test_fallback_id_of_a_malformed_line_cannot_take_a_real_rows_id(tmp_path: Path) -> None:
-    """The reproduction: line 2 is malformed (its fallback id is line-2), and a later row
-    gives id "line-2". Before, that row was never run and no error said so."""
+    """Line 2 is malformed (its fallback id is line-2), and a later row gives id "line-2":
+    without the reserved form, that row would silently never run."""
     source = tmp_path / "in.jsonl"
     source.write_text(
         '{"id": "r1", "prompt": "one"}\n{not json\n{"id": "line-2", "prompt": "two"}\n'

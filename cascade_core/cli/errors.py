@@ -1,10 +1,10 @@
 """How the `cascade-router` command reports a failure: one line on stderr, never a traceback.
 
-Why one place: each sub-command used to catch its own short list of exception types, and
-whatever it missed (a YAML syntax error, a non-UTF-8 file, a replay format error, a grader that
-raised) ended as a raw traceback of up to 214 lines. `ErrorReportingGroup` is the `click`
-group class of the whole app, so every sub-command, nested groups (`local ...`) and any
-command registered later run inside one handler:
+Why one place: a sub-command that catches its own short list of exception types lets the
+rest through (a YAML syntax error, a non-UTF-8 file, a replay format error, a grader that
+raised) as a raw traceback of hundreds of lines. `ErrorReportingGroup` is the `click` group
+class of the whole app, so every sub-command, nested groups (`local ...`) and any command
+registered later run inside one handler:
 
 * bad input (`InvalidInputError` and its family, such as `ReplayFormatError`; an OSError that
   names a file; a file that is not UTF-8; YAML/JSON syntax errors that escaped their reader)
