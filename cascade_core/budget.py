@@ -1,4 +1,5 @@
-"""Fitting a strategy's cost/quality trade-off to an average-cost budget on calibration data.
+"""Fitting a strategy's cost/quality trade-off to an average-cost budget: the one home of the
+parameter grid, the bracketing and the gamma mixing, for `bench`, `calibrate` and the engine.
 
 The average cost is a step function of lambda (or of the threshold), so no single value meets
 a budget exactly. As in the paper, the fitter brackets the step where the cost crosses the
@@ -6,12 +7,20 @@ budget and mixes the policy just above it (spends more) with the policy just bel
 less): the expensive one is used with probability
 ``gamma = (B - cost_cheap) / (cost_expensive - cost_cheap)``, which makes the expected average
 cost equal the budget.
+
+Bracketing starts from one grid of parameter values (`parameter_grid`): lambda relative to
+1 / (mean cost), since quality differences range over about 1e-3..1 and cost differences over
+about 1e-3..1 times the mean cost, so 1e-4..1e4 covers every switch point; thresholds from
+above 1 (never stop early) down to 0. The same grid is the lambda curve `calibrate` saves, from
+which the engine meets any ``target_cost_usd`` (`lambdas_for_cost`) without refitting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +30,15 @@ from cascade_core.estimates import FloatArray
 from cascade_core.strategies.base import Strategy
 from cascade_core.strategies.mixed import MixedStrategy
 
-_BISECTION_STEPS = 48
+LAMBDA_DECADES = (-4.0, 4.0)
+GRID_PER_DECADE = 8
+THRESHOLD_GRID = 41
+# Bisection steps after bracketing on the grid: one budget alone is refined to float
+# precision; a sweep of many budgets shares its replays and needs fewer.
+EXACT_STEPS = 48
+SWEEP_STEPS = 8
+
+Parameter = float | tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -29,12 +46,132 @@ class BudgetFit:
     """The fitted policy and what it reaches on the calibration data (expected values)."""
 
     strategy: Strategy
-    parameter_cheap: float | tuple[float, ...]
-    parameter_expensive: float | tuple[float, ...]
+    parameter_cheap: Parameter
+    parameter_expensive: Parameter
     gamma: float
     budget: float
     cost: float
     quality: float
+
+
+def parameter_grid(strategy: Strategy, mean_cost: float) -> list[float]:
+    """Parameter values ordered from the most to the least expensive policy."""
+    if strategy.cost_rises_with_parameter:  # threshold: above 1 never stops early
+        return [float(v) for v in np.linspace(1.0 + 1e-9, 0.0, THRESHOLD_GRID)]
+    scale = 1.0 / max(float(mean_cost), 1e-300)
+    low, high = LAMBDA_DECADES
+    count = int((high - low) * GRID_PER_DECADE) + 1
+    return [0.0, *(float(v) for v in scale * np.logspace(low, high, count))]
+
+
+def mixing_gamma(budget: float, cost_cheap: float, cost_expensive: float) -> float:
+    """P(expensive policy) so that the expected average cost equals ``budget``."""
+    if cost_expensive <= cost_cheap:
+        return 0.0
+    return float(np.clip((budget - cost_cheap) / (cost_expensive - cost_cheap), 0.0, 1.0))
+
+
+def mix(cheap: Strategy, expensive: Strategy, gamma: float, seed: int = 0) -> Strategy:
+    """``expensive`` with probability gamma per query, else ``cheap`` (one policy if gamma=0)."""
+    if gamma <= 0.0 or cheap == expensive:
+        return cheap
+    return MixedStrategy(cheap=cheap, expensive=expensive, gamma=gamma, seed=seed)
+
+
+def lambdas_for_cost(
+    curve: Sequence[Mapping[str, Any]], target: float
+) -> tuple[float, float, float]:
+    """(cheap lambda, expensive lambda, gamma) whose mixed average cost is ``target``, from a
+    saved curve of ``{"lambda", "cost_usd"}`` points."""
+    points = sorted(curve, key=lambda p: float(p["lambda"]))
+    if float(points[0]["cost_usd"]) <= target:
+        lam = float(points[0]["lambda"])
+        return lam, lam, 0.0
+    for over, under in pairwise(points):
+        if float(under["cost_usd"]) <= target:
+            gamma = mixing_gamma(target, float(under["cost_usd"]), float(over["cost_usd"]))
+            return float(under["lambda"]), float(over["lambda"]), gamma
+    cheapest = min(float(p["cost_usd"]) for p in points)
+    raise InvalidInputError(
+        f"budget.target_cost_usd: {target:.6g} USD is below the cheapest average cost the "
+        f"calibration reached ({cheapest:.6g} USD per request); raise the target"
+    )
+
+
+class _Measure:
+    """Average true cost and quality of a strategy per parameter value, memoised."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        context: BatchContext,
+        true_cost: FloatArray,
+        true_quality: FloatArray | None,
+    ) -> None:
+        self.strategy, self.context = strategy, context
+        self.cost = np.asarray(true_cost, float)
+        self.quality = None if true_quality is None else np.asarray(true_quality, float)
+        self._memo: dict[Parameter, tuple[float, float]] = {}
+
+    def __call__(self, parameter: Parameter) -> tuple[float, float]:
+        if parameter not in self._memo:
+            outcome = run_batch(self.strategy.with_parameter(parameter), self.context)
+            quality = (
+                float("nan")
+                if self.quality is None
+                else float(outcome.quality(self.quality).mean())
+            )
+            self._memo[parameter] = (float(outcome.cost(self.cost).mean()), quality)
+        return self._memo[parameter]
+
+
+def _fit_scale(
+    measure: _Measure,
+    parameter: Callable[[float], Parameter],
+    grid: Sequence[float],
+    budget: float,
+    steps: int,
+    seed: int,
+) -> BudgetFit:
+    """Bracket ``budget`` on ``grid`` (most expensive first), bisect, and mix the two ends."""
+    costs = [measure(parameter(v))[0] for v in grid]
+    if costs[0] <= budget:  # the most expensive policy fits
+        return _result(measure, parameter(grid[0]), parameter(grid[0]), 0.0, budget, seed)
+    under = next((i for i, c in enumerate(costs) if c <= budget), len(grid) - 1)
+    over_value, under_value = grid[under - 1], grid[under]
+    geometric = not measure.strategy.cost_rises_with_parameter and over_value > 0
+    for _ in range(steps):
+        middle = (
+            float(np.sqrt(over_value * under_value))
+            if geometric
+            else (over_value + under_value) / 2
+        )
+        if measure(parameter(middle))[0] > budget:
+            over_value = middle
+        else:
+            under_value = middle
+    cheap, dear = parameter(under_value), parameter(over_value)
+    gamma = mixing_gamma(budget, measure(cheap)[0], measure(dear)[0])
+    return _result(measure, cheap, dear, gamma, budget, seed)
+
+
+def _result(
+    measure: _Measure, cheap: Parameter, dear: Parameter, gamma: float, budget: float, seed: int
+) -> BudgetFit:
+    cost_cheap, quality_cheap = measure(cheap)
+    cost_dear, quality_dear = measure(dear)
+    strategy = mix(
+        measure.strategy.with_parameter(cheap), measure.strategy.with_parameter(dear), gamma, seed
+    )
+    return BudgetFit(
+        strategy=strategy,
+        parameter_cheap=cheap,
+        parameter_expensive=dear,
+        gamma=gamma,
+        budget=budget,
+        cost=gamma * cost_dear + (1 - gamma) * cost_cheap,
+        quality=gamma * quality_dear + (1 - gamma) * quality_cheap,
+    )
 
 
 def fit_budget(
@@ -52,7 +189,7 @@ def fit_budget(
     ``true_cost``/``true_quality`` (n, k) are what the calibration queries really cost and
     scored; cost defaults to the cost estimates, quality to NaN when unknown. ``per_step``
     additionally tunes one lambda per step (relative weights by coordinate search, overall
-    scale by bisection) when the strategy takes per-step lambdas.
+    scale fitted to the budget) when the strategy takes per-step lambdas.
     """
     cost_matrix = context.staged.cost if true_cost is None else np.asarray(true_cost, float)
     if cost_matrix.shape != context.staged.cost.shape:
@@ -67,131 +204,64 @@ def fit_budget(
             f"budget: {budget:.6g} USD is below the cheapest model's average cost "
             f"({cheapest:.6g} USD per query); raise the budget"
         )
-    evaluator = _Evaluator(strategy, context, cost_matrix, true_quality)
-    if per_step and strategy.budget_parameter == "lam":
-        return _fit_per_step(evaluator, budget, context.staged.n_models, seed)
-    return evaluator.fit(1.0, budget, seed)
-
-
-class _Evaluator:
-    """Average cost and quality of a strategy at a parameter value, memoised."""
-
-    def __init__(self, strategy, context, cost_matrix, true_quality) -> None:
-        self.strategy = strategy
-        self.context = context
-        self.cost_matrix = cost_matrix
-        self.true_quality = None if true_quality is None else np.asarray(true_quality, float)
-        self._memo: dict[object, tuple[float, float]] = {}
-
-    def measure(self, parameter) -> tuple[float, float]:
-        key = parameter if not isinstance(parameter, np.ndarray) else tuple(parameter)
-        if key not in self._memo:
-            outcome = run_batch(self.strategy.with_parameter(key), self.context)
-            cost = float(outcome.cost(self.cost_matrix).mean())
-            quality = (
-                float(outcome.quality(self.true_quality).mean())
-                if self.true_quality is not None
-                else float("nan")
-            )
-            self._memo[key] = (cost, quality)
-        return self._memo[key]
-
-    def fit(self, weights, budget: float, seed: int) -> BudgetFit:
-        """Bisection on the scale of the parameter (times ``weights`` for per-step lambdas)."""
-
-        def parameter(scale: float):
-            if isinstance(weights, np.ndarray):
-                return tuple(float(w * scale) for w in weights)
-            return float(scale)
-
-        rises = self.strategy.cost_rises_with_parameter
-        low, high = self._bracket(parameter, budget, rises)
-        if low is None:  # the most expensive policy already fits the budget
-            return self._result(parameter(high), parameter(high), 1.0, budget, seed)
-        for _ in range(_BISECTION_STEPS):
-            middle = (
-                (low + high) / 2 if rises else float(np.sqrt(low * high)) if low > 0 else high / 2
-            )
-            if self.measure(parameter(middle))[0] > budget:
-                low = middle
-            else:
-                high = middle
-        # ``low`` spends more than the budget, ``high`` at most the budget.
-        cost_expensive = self.measure(parameter(low))[0]
-        cost_cheap = self.measure(parameter(high))[0]
-        gamma = (
-            0.0
-            if cost_expensive <= cost_cheap
-            else (budget - cost_cheap) / (cost_expensive - cost_cheap)
-        )
-        return self._result(
-            parameter(high), parameter(low), float(np.clip(gamma, 0, 1)), budget, seed
-        )
-
-    def _bracket(self, parameter, budget: float, rises: bool):
-        """Return (over, under): values whose cost is above / at most the budget."""
-        if rises:  # threshold: 0 stops at once, above 1 never stops
-            if self.measure(parameter(1.0 + 1e-9))[0] <= budget:
-                return None, 1.0 + 1e-9
-            if self.measure(parameter(0.0))[0] > budget:
-                raise InvalidInputError(
-                    f"budget: {budget:.6g} USD is below what {self.strategy.name} spends at its "
-                    "cheapest; raise the budget"
-                )
-            return 1.0 + 1e-9, 0.0
-        if self.measure(parameter(0.0))[0] <= budget:
-            return None, 0.0
-        over, scale = 0.0, 1.0 / max(float(self.cost_matrix.mean()), 1e-300)
-        for _ in range(200):
-            if self.measure(parameter(scale))[0] <= budget:
-                return over, scale
-            over, scale = scale, scale * 2.0
+    measure = _Measure(strategy, context, cost_matrix, true_quality)
+    grid = parameter_grid(strategy, float(cost_matrix.mean()))
+    if measure(grid[-1])[0] > budget * (1 + 1e-12):
         raise InvalidInputError(
-            f"budget: {budget:.6g} USD cannot be met by {self.strategy.name} at any lambda; "
-            "raise the budget"
+            f"budget: {budget:.6g} USD is below what {strategy.name} spends at its cheapest "
+            f"({measure(grid[-1])[0]:.6g} USD per query); raise the budget"
         )
-
-    def _result(self, cheap_parameter, expensive_parameter, gamma, budget, seed) -> BudgetFit:
-        cost_cheap, quality_cheap = self.measure(cheap_parameter)
-        cost_expensive, quality_expensive = self.measure(expensive_parameter)
-        cheap = self.strategy.with_parameter(cheap_parameter)
-        expensive = self.strategy.with_parameter(expensive_parameter)
-        mixed: Strategy = (
-            cheap
-            if gamma == 0.0 or cheap == expensive
-            else MixedStrategy(cheap=cheap, expensive=expensive, gamma=gamma, seed=seed)
-        )
-        return BudgetFit(
-            strategy=mixed,
-            parameter_cheap=cheap_parameter,
-            parameter_expensive=expensive_parameter,
-            gamma=gamma,
-            budget=budget,
-            cost=gamma * cost_expensive + (1 - gamma) * cost_cheap,
-            quality=gamma * quality_expensive + (1 - gamma) * quality_cheap,
-        )
+    if per_step and strategy.budget_parameter == "lam":
+        return _fit_per_step(measure, grid, budget, context.staged.n_models, seed)
+    return _fit_scale(measure, float, grid, budget, EXACT_STEPS, seed)
 
 
-def _fit_per_step(evaluator: _Evaluator, budget: float, n_models: int, seed: int) -> BudgetFit:
+def _fit_per_step(
+    measure: _Measure, grid: Sequence[float], budget: float, n_models: int, seed: int
+) -> BudgetFit:
     """Coordinate search over relative per-step weights; each candidate is refit to the budget.
 
     Starts from equal lambdas (which the paper finds to work well) and keeps a change only when
     it raises the calibration quality at the same budget.
     """
+
+    def fit(weights: np.ndarray) -> BudgetFit:
+        def parameter(scale: float) -> tuple[float, ...]:
+            return tuple(float(w * scale) for w in weights)
+
+        return _fit_scale(measure, parameter, grid, budget, EXACT_STEPS, seed)
+
     weights = np.ones(max(1, n_models - 1))
-    best = evaluator.fit(weights, budget, seed)
+    best = fit(weights)
     for _ in range(2):
         improved = False
         for step in range(len(weights)):
             for factor in (0.5, 2.0):
                 trial = weights.copy()
                 trial[step] *= factor
-                candidate = evaluator.fit(trial, budget, seed)
+                candidate = fit(trial)
                 if candidate.quality > best.quality + 1e-12:
                     best, weights, improved = candidate, trial, True
         if not improved:
             break
     return best
+
+
+def fit_to_budgets(
+    strategy: Strategy,
+    context: BatchContext,
+    budgets: Sequence[float],
+    true_cost: FloatArray,
+    true_quality: FloatArray | None = None,
+    seed: int = 0,
+) -> list[Strategy]:
+    """One fitted policy per budget, sharing every replay across budgets (a sweep).
+
+    A budget below the cheapest policy gets that policy (a sweep plots what it reaches).
+    """
+    measure = _Measure(strategy, context, true_cost, true_quality)
+    grid = parameter_grid(strategy, float(measure.cost.mean()))
+    return [_fit_scale(measure, float, grid, float(b), SWEEP_STEPS, seed).strategy for b in budgets]
 
 
 def budget_grid(cost_matrix: FloatArray, n_points: int) -> Sequence[float]:

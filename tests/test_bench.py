@@ -52,11 +52,26 @@ def test_bench_json_schema(tmp_path):
     assert [d["name"] for d in report["datasets"]] == ["alpha", "beta", "pooled"]
     for dataset in report["datasets"]:
         assert dataset["n_test"] == (120 if dataset["name"] == "pooled" else 60)
-        assert set(dataset["strategies"]) == {*STRATEGIES, "linear", "oracle"}
-        for entry in dataset["strategies"].values():
+        names = set(dataset["strategies"])
+        assert names >= {*STRATEGIES, "linear", "oracle", "per_step_threshold"}
+        assert names - {*STRATEGIES, "linear", "oracle"} <= {
+            "per_step_threshold",
+            "per_step_threshold_undominated",
+        }
+        for name, entry in dataset["strategies"].items():
             lo, hi = entry["ci"]
             assert lo <= entry["auc"] <= hi
+            if name != "oracle":
+                assert {"apgr", "cpt50", "cpt80", "cost95_share"} <= set(entry)
         assert len(dataset["strategies"]["cascade_routing"]["points"]) >= 20
+        assert dataset["ladder"] and set(dataset["dominated"]) <= {"small", "medium", "large"}
+        # One estimator cross-fitted on the pooled train serves every split.
+        assert dataset["n_train_fit"] == 160
+        diagnostics = dataset["diagnostics"]
+        assert {d["model"] for d in diagnostics} == {"small", "medium", "large"}
+        for d in diagnostics:
+            assert 0 <= d["brier"] <= 1 and 0 <= d["ece"] <= 1 and d["log_loss"] > 0
+            assert d["features"] in ("floor", "full") and d["cv_log_loss"] > 0
     assert plot.stat().st_size > 0
 
 

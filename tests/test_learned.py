@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from cascade_core.bench.learned import routellm_metrics, split_by_prompt, threshold_curve
 from cascade_core.learned import (
     CallableScorer,
     EmbeddingCache,
@@ -25,7 +26,6 @@ from cascade_core.learned import (
     threshold_for_budget,
     threshold_for_share,
 )
-from cascade_core.learned.bench import routellm_metrics, split_by_prompt, threshold_curve
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.routellm import final_number, load_routellm_csv, load_routellm_evals
 from tests.conftest import DATA, needs_data
@@ -176,7 +176,7 @@ def test_user_scorer_hook_in_the_estimator():
     )
     fit, hold = data.subset(np.arange(200)), data.subset(np.arange(200, 400))
     scorer = CallableScorer(lambda p, e: np.stack([e[:, 0], -e[:, 0]], axis=1), name="mine")
-    est = fit_learned_estimator(lambda: scorer, fit, hold, emb[:200], emb[200:], folds=2)
+    est = fit_learned_estimator(lambda: scorer, fit, emb[:200], folds=2)
     q, _ = est.staged(hold, emb[200:]).state(frozenset())
     assert q[topic[200:], 0].mean() > q[~topic[200:], 0].mean() + 0.3
 
@@ -281,7 +281,7 @@ def test_routellm_loader_real_data():
 def test_learned_bench_gsm8k_beats_random():
     """Real data, hashing embeddings (no model needed): SW ranking's RouteLLM router on
     GSM8K has a positive APGR gap to random routing (point estimate)."""
-    from cascade_core.learned.bench import run_learned_bench
+    from cascade_core.bench.learned import run_learned_bench
 
     results, _, _ = run_learned_bench(
         DATA / "routellm_evals", ["sw"], only=["gsm8k"], embedder_name="hashing", n_boot=100

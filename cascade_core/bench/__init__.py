@@ -2,6 +2,7 @@
 
 from cascade_core.bench.data import BenchData, BenchSplit, load_bench_data
 from cascade_core.bench.evaluate import (
+    BASELINE,
     STRATEGY_NAMES,
     Curve,
     SplitResult,
@@ -13,6 +14,7 @@ from cascade_core.bench.report import format_table, to_json
 from cascade_core.bench.run import run_bench
 
 __all__ = [
+    "BASELINE",
     "STRATEGY_NAMES",
     "BenchData",
     "BenchSplit",

@@ -23,7 +23,7 @@ NOISE_CHOICES = ("low", "medium", "high")
 def _bench_input_errors() -> Iterator[None]:
     """Report the bench pipeline's refusals as input errors.
 
-    `bench.data`, `bench.run`, `bench.evaluate` and `learned.bench` refuse a PATH without
+    `bench.data`, `bench.run`, `bench.evaluate` and `bench.learned` refuse a PATH without
     replay files (FileNotFoundError) and a profile, model or split that does not fit the
     data (ValueError) with messages written for the user; the loaders below them already
     raise the `InvalidInputError` family, which passes through unchanged.
@@ -140,14 +140,14 @@ def bench(
 
 
 def _is_routellm(path: Path) -> bool:
-    from cascade_core.learned.bench import is_routellm_folder
+    from cascade_core.bench.learned import is_routellm_folder
 
     return is_routellm_folder(path)
 
 
 def _bench_learned(path, learners, models, only, embedder, budgets, bootstrap, seed, as_json):
-    """`--learned` (and RouteLLM's evaluation folders): `cascade_core.learned.bench`."""
-    from cascade_core.learned.bench import format_learned, learned_to_json, run_learned_bench
+    """`--learned` (and RouteLLM's evaluation folders): `cascade_core.bench.learned`."""
+    from cascade_core.bench.learned import format_learned, learned_to_json, run_learned_bench
 
     with _bench_input_errors():
         results, seconds, notes = run_learned_bench(

@@ -10,7 +10,9 @@ PATH may be
   within each half), one half for training, the other for testing.
 
 A split is named after its task tag when all its rows share one, else after the file stem.
-When there are two or more splits with the same models, a "pooled" split concatenates them.
+When there are two or more splits with the same models, a "pooled" split concatenates them;
+``BenchData.pooled_rows`` then says which rows of the pooled train each split's train is, so
+one estimator fitted on the pooled train can serve every split.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cascade_core.replay import ReplayDataset, concat_datasets, load_replay
 
 _SPLIT_FILE = re.compile(r"^(?P<stem>.+)_(?P<split>train|test)\.(jsonl|csv|pkl|pickle)(\.gz)?$")
 # Seed of the documented half/half split of a single file: fixed so runs are repeatable.
 SINGLE_FILE_SPLIT_SEED = 0
+POOLED = "pooled"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class BenchSplit:
 class BenchData:
     splits: list[BenchSplit]
     notes: list[str] = field(default_factory=list)
+    pooled_rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def pooled(self) -> BenchSplit | None:
+        return next((s for s in self.splits if s.name == POOLED), None)
 
 
 def _load(path: Path, models: Sequence[str] | None, notes: list[str]) -> ReplayDataset:
@@ -102,7 +112,13 @@ def load_bench_data(path: str | Path, models: Sequence[str] | None = None) -> Be
     if len(splits) > 1 and all(
         set(s.train.model_names) == set(splits[0].train.model_names) for s in splits
     ):
-        train = concat_datasets([s.train for s in splits], name="pooled")
-        test = concat_datasets([s.test for s in splits], name="pooled")
-        splits.append(_pair(train, test, "pooled"))
+        train = concat_datasets([s.train for s in splits], name=POOLED)
+        test = concat_datasets([s.test for s in splits], name=POOLED)
+        ends = np.cumsum([0] + [s.train.n_queries for s in splits])
+        pooled_rows = {
+            s.name: np.arange(a, b) for s, a, b in zip(splits, ends[:-1], ends[1:], strict=True)
+        }
+        splits.append(_pair(train, test, POOLED))
+        pooled_rows[POOLED] = np.arange(train.n_queries)
+        return BenchData(splits=splits, notes=notes, pooled_rows=pooled_rows)
     return BenchData(splits=splits, notes=notes)

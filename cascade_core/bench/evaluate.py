@@ -2,19 +2,26 @@
 
 Per split (one task, or pooled):
 
-1. the training data is split in half per task (seeded): estimators are fitted on the first
-   half; the second half measures the error covariance Σ_R and fits every strategy's budget
-   parameter (lambda or threshold; `bench.budgets`, the same bracketing and gamma mixing as
-   `fit_budget`, shared across budgets); the test split is never fitted on;
-2. for >= 20 budgets evenly spaced between the cheapest and the most expensive model's mean
-   cost (on the calibration half), each strategy is fitted to the budget and replayed on test;
-   a fitted policy that mixes two parameter values (probability gamma) is scored by its
-   expectation per query, which is what the random mix spends and earns on average;
-3. the curve of (mean cost, mean quality) points gives the AUC, APGR and CPT(50%/80%), and a
-   paired bootstrap over test queries gives 95% intervals.
+1. estimators are cross-fitted on every training row (`fit_quality_estimator`); with several
+   tasks one estimator is fitted on the pooled train (task features share strength) and
+   serves every split. Σ_R and every strategy's budget parameter are fitted on the
+   out-of-fold (OOF) estimates of the split's training rows; the test split is never fitted
+   on. With ``--noise`` the paper's noisy ground truth is fitted on train and the budgets on
+   the same rows with fresh noise;
+2. the ladder: models dominated on train (another costs at most 1% more and is more
+   accurate) are skipped, unless cascade routing on the calibration rows reaches a higher AUC
+   with every model; both are reported;
+3. for >= 20 budgets evenly spaced between the cheapest and the most expensive model's mean
+   train cost, each strategy is fitted to the budget (`cascade_core.budget`) and replayed on
+   test; a fitted policy that mixes two parameter values (probability gamma) is scored by
+   its expectation per query, which is what the random mix spends and earns on average;
+4. baselines: the per-step threshold cascade tuned on train (`threshold_baseline`), on every
+   model and on the undominated ones;
+5. the curve of (mean cost, mean quality) points gives the AUC, APGR, CPT(50%/80%) and the
+   cost share at 95% of the best model's quality (`replay.metrics.curve_metrics`), with a
+   paired bootstrap over test queries for 95% intervals; the estimators' log loss, Brier
+   score and calibration error per (model, state) on test.
 
-Estimators: logistic per (model, state) when the data logs a quality signal (logprobs or a
-confidence) and no noise level is forced, else the paper's noisy ground truth (`--noise`).
 With a fitted profile (`bench --profile`, from `cascade-router calibrate`) nothing is fitted
 but the budgets: the profile's estimators, exactly as the live engine uses them, score the
 whole training split (for the budget parameters) and the test split.
@@ -22,30 +29,26 @@ whole training split (for the budget parameters) and the test split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from cascade_core.batch import BatchContext, StagedEstimates, run_batch
-from cascade_core.bench.budgets import fit_to_budgets
 from cascade_core.bench.data import BenchSplit
-from cascade_core.budget import budget_grid
+from cascade_core.bench.threshold_baseline import apply_thresholds, fit_thresholds
+from cascade_core.budget import budget_grid, fit_to_budgets
+from cascade_core.estimates import Uncertainty
 from cascade_core.estimators import (
     LogisticQualityEstimator,
     fit_noisy_oracle,
     fit_quality_estimator,
     spec_for_dataset,
 )
-from cascade_core.replay import (
-    ReplayDataset,
-    apgr,
-    auc,
-    auc_range,
-    cpt,
-    linear_hull,
-    single_model_points,
-)
+from cascade_core.estimators.diagnostics import estimator_diagnostics
+from cascade_core.replay import ReplayDataset, dataset_auc, single_model_points
+from cascade_core.replay.metrics import curve_metrics, dominated_models
 from cascade_core.strategies import (
     CascadeRouting,
     OptimalCascade,
@@ -61,6 +64,7 @@ STRATEGY_NAMES: tuple[str, ...] = (
     "optimal_cascade",
     "cascade_routing",
 )
+BASELINE = "per_step_threshold"
 DEFAULT_BUDGETS = 20
 DEFAULT_BOOTSTRAP = 1000
 # Exact cascade routing enumerates every supermodel: 2^k per state. Up to 6 models that is at
@@ -68,10 +72,6 @@ DEFAULT_BOOTSTRAP = 1000
 # instead of 2048), which the paper also does on RouterBench (max depth) to keep it tractable.
 EXACT_MAX_MODELS = 6
 CAPPED_DEPTH = 3
-# Σ measured against "all models ran" overstates what running a few cheap models reveals,
-# which makes E[max] overvalue them. The scale applied to Σ is chosen on the calibration half
-# (never on test) from this grid; 1.0 is Σ exactly as defined.
-SIGMA_SCALES: tuple[float, ...] = (0.0, 0.25, 1.0)
 
 
 def make_bench_strategy(name: str, n_models: int) -> Strategy:
@@ -89,7 +89,7 @@ def make_bench_strategy(name: str, n_models: int) -> Strategy:
 
 @dataclass
 class Curve:
-    """A strategy's budget sweep on test: per budget the expected per-query cost and quality."""
+    """A budget sweep on test: per budget the expected per-query cost and quality."""
 
     name: str
     query_cost: np.ndarray  # (n_budgets, n_test)
@@ -116,21 +116,23 @@ class SplitResult:
     curves: dict[str, tuple[list[float], list[float]]]
     single_models: dict[str, tuple[float, float]]
     notes: list[str] = field(default_factory=list)
+    ladder: list[str] = field(default_factory=list)
+    dominated: list[str] = field(default_factory=list)
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _expected_outcome(strategy: Strategy, context: BatchContext, test: ReplayDataset):
-    """Per-query expected cost and quality of a (possibly mixed) fitted policy on test."""
-
-    def one(s: Strategy) -> tuple[np.ndarray, np.ndarray]:
-        outcome = run_batch(s, context)
-        return outcome.cost(test.cost), outcome.quality(test.quality)
-
-    if not isinstance(strategy, MixedStrategy):
-        return one(strategy)
-    cheap_cost, cheap_quality = one(strategy.cheap)
-    dear_cost, dear_quality = one(strategy.expensive)
-    g = strategy.gamma
-    return g * dear_cost + (1 - g) * cheap_cost, g * dear_quality + (1 - g) * cheap_quality
+def expected_outcome(
+    strategy: Strategy, context: BatchContext, cost: np.ndarray, quality: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Per-query expected cost, quality and models run (n, k) of a fitted policy; a
+    `MixedStrategy` is scored by the expectation of its two policies."""
+    if isinstance(strategy, MixedStrategy):
+        g = strategy.gamma
+        cheap = expected_outcome(strategy.cheap, context, cost, quality)
+        dear = expected_outcome(strategy.expensive, context, cost, quality)
+        return tuple(g * d + (1 - g) * c for c, d in zip(cheap, dear, strict=True))
+    outcome = run_batch(strategy, context)
+    return outcome.cost(cost), outcome.quality(quality), outcome.ran.astype(float)
 
 
 def sweep(
@@ -141,38 +143,88 @@ def sweep(
     test: ReplayDataset,
     budgets: Sequence[float],
 ) -> Curve:
-    costs, qualities = [], []
+    """Fit ``strategy`` to every budget on calibration, replay each fitted policy on test."""
     fitted = fit_to_budgets(
         strategy, calibration, budgets, calibration_data.cost, calibration_data.quality
     )
-    for policy in fitted:
-        cost, quality = _expected_outcome(policy, test_context, test)
-        costs.append(cost)
-        qualities.append(quality)
-    return Curve(strategy.name, np.array(costs), np.array(qualities))
+    rows = [expected_outcome(p, test_context, test.cost, test.quality) for p in fitted]
+    return Curve(strategy.name, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
 
 
-def _staged_pair(
-    split: BenchSplit, fit: ReplayDataset, calib: ReplayDataset, noise: str | None, seed: int
-) -> tuple[StagedEstimates, StagedEstimates, str, LogisticQualityEstimator | None]:
-    if noise is None and spec_for_dataset(fit).posthoc_source != "none":
-        estimator = fit_quality_estimator(fit, calib)
-        return estimator.staged(calib), estimator.staged(split.test), "logistic", estimator
+def select_columns(staged: StagedEstimates, columns: Sequence[int]) -> StagedEstimates:
+    """The staged estimates of the models ``columns`` only (a sub-ladder)."""
+    cols = [int(c) for c in columns]
+    memo: dict[frozenset[int], Uncertainty] = {}
+
+    def estimator(ran: frozenset[int]) -> tuple[np.ndarray, Uncertainty]:
+        quality, uncertainty = staged.state(frozenset(cols[i] for i in ran))
+        if ran not in memo:
+            if uncertainty.independent:
+                memo[ran] = Uncertainty.independent_std(uncertainty.factor[cols])
+            else:
+                memo[ran] = Uncertainty.from_covariance(uncertainty.covariance[np.ix_(cols, cols)])
+        return quality[:, cols], memo[ran]
+
+    return StagedEstimates(staged.cost[:, cols], estimator)
+
+
+@dataclass
+class _Estimates:
+    """Staged estimates of the calibration rows and of test, models in ``names`` order."""
+
+    names: list[str]
+    calibration: StagedEstimates
+    test: StagedEstimates
+    kind: str
+    n_fit: int
+    fitted: LogisticQualityEstimator | None = None
+
+
+def _estimates(
+    split: BenchSplit,
+    noise: str | None,
+    seed: int,
+    profile: LogisticQualityEstimator | None,
+    shared: tuple[LogisticQualityEstimator, np.ndarray] | None,
+) -> _Estimates:
+    if profile is not None:
+        names = list(profile.spec.model_names)
+        _check_profile(split, profile)
+        train = split.train.select_models(names)
+        return _Estimates(
+            names, profile.staged(train), profile.staged(split.test), "fitted profile", 0, profile
+        )
+    if noise is None and spec_for_dataset(split.train).posthoc_source != "none":
+        if shared is None:
+            estimator = fit_quality_estimator(split.train, seed=seed)
+            rows = np.arange(split.train.n_queries)
+            kind = "logistic, cross-fitted on this split's train"
+        else:
+            estimator, rows = shared
+            kind = "logistic, cross-fitted on the pooled train"
+        names = list(estimator.spec.model_names)
+        train = split.train.select_models(names)
+        return _Estimates(
+            names,
+            estimator.crossfit_staged(train.cost, rows),
+            estimator.staged(split.test),
+            kind,
+            estimator.crossfit.n_rows if estimator.crossfit else 0,
+            estimator,
+        )
     level = noise or "low"
-    oracle = fit_noisy_oracle(fit, level, seed=seed)
-    # Each split draws its own noise: the test noise is never seen while fitting.
-    return (
-        oracle.staged(calib, seed + 1),
+    oracle = fit_noisy_oracle(split.train, level, seed=seed)
+    # Each draw has its own seed: the test noise is never seen while fitting.
+    return _Estimates(
+        list(oracle.model_names),
+        oracle.staged(split.train, seed + 1),
         oracle.staged(split.test, seed + 2),
         f"noisy ground truth ({level})",
-        None,
+        split.train.n_queries,
     )
 
 
-def _profile_pair(
-    split: BenchSplit, profile: LogisticQualityEstimator
-) -> tuple[ReplayDataset, ReplayDataset]:
-    """Train and test in the profile's model order, after checking the profile fits them."""
+def _check_profile(split: BenchSplit, profile: LogisticQualityEstimator) -> None:
     names = list(profile.spec.model_names)
     if set(names) != set(split.test.model_names):
         raise ValueError(
@@ -187,28 +239,44 @@ def _profile_pair(
             f"logs {logged!r}; evaluate it on logs with the same signals (calibrate "
             "--save-replay writes them)"
         )
-    return split.train.select_models(names), split.test.select_models(names)
 
 
-def _choose_sigma_scale(
-    estimator: LogisticQualityEstimator,
-    calib: ReplayDataset,
+def choose_ladder(
+    train: ReplayDataset,
+    calibration: StagedEstimates,
     budgets: Sequence[float],
-    n_models: int,
-) -> tuple[float, LogisticQualityEstimator]:
-    """Pick the Σ scale with the best cascade-routing AUC on the calibration half."""
-    lo, hi, floor = auc_range(calib)
-    best: tuple[float, float, LogisticQualityEstimator] | None = None
-    strategy = make_bench_strategy("cascade_routing", n_models)
-    for scale in SIGMA_SCALES:
-        scaled = estimator.with_sigma_scale(scale)
-        context = BatchContext(scaled.staged(calib))
-        curve = sweep(strategy, context, calib, context, calib, budgets)
-        value = auc(curve.costs, curve.qualities, lo, hi, floor) if hi > lo else 0.0
-        if best is None or value >= best[0]:  # ties go to the larger scale (closer to Σ)
-            best = (value, scale, scaled)
-    assert best is not None
-    return best[1], best[2]
+    contexts: Callable[[list[int]], BatchContext],
+) -> tuple[list[int], list[int], str]:
+    """(ladder columns cheapest first, dominated columns, why): the undominated models unless
+    cascade routing on the calibration rows does better with all of them."""
+    order = [int(j) for j in np.argsort(train.mean_cost(), kind="stable")]
+    dominated = dominated_models(train)
+    undominated = [j for j in order if j not in dominated]
+    if not dominated:
+        return order, [], "no model is dominated on train"
+
+    def calibration_auc(columns: list[int]) -> float:
+        data = train.select_models([train.model_names[j] for j in columns])
+        strategy = make_bench_strategy("cascade_routing", len(columns))
+        context = contexts(columns)
+        curve = sweep(strategy, context, data, context, data, budgets)
+        return dataset_auc(train, curve.costs, curve.qualities)
+
+    skip, keep = calibration_auc(undominated), calibration_auc(order)
+    if keep > skip:
+        return (
+            order,
+            dominated,
+            (
+                f"dominated models kept: cascade routing on the calibration rows reaches AUC "
+                f"{keep:.2f} with them, {skip:.2f} without"
+            ),
+        )
+    return (
+        undominated,
+        dominated,
+        (f"dominated models skipped (calibration AUC {skip:.2f} without, {keep:.2f} with)"),
+    )
 
 
 def evaluate_split(
@@ -220,122 +288,85 @@ def evaluate_split(
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     profile: LogisticQualityEstimator | None = None,
+    shared: tuple[LogisticQualityEstimator, np.ndarray] | None = None,
 ) -> SplitResult:
-    """Fit on ``split.train`` (or take ``profile``'s estimators) and score every strategy on
-    ``split.test``."""
-    notes: list[str] = []
-    if profile is not None:
-        calib, test = _profile_pair(split, profile)
-        n_fit = 0  # nothing is fitted but the budgets
-        staged_calib, staged_test = profile.staged(calib), profile.staged(test)
-        kind, estimator = "fitted profile", None
-        notes.append("estimators from the profile; budgets fitted on the whole train split")
-    else:
-        fit, calib = split.train.split(0.5, seed=seed)
-        test, n_fit = split.test, fit.n_queries
-        staged_calib, staged_test, kind, estimator = _staged_pair(split, fit, calib, noise, seed)
-    k = test.n_models
-    budgets = [float(b) for b in budget_grid(calib.cost, n_budgets)]
-    if estimator is not None and "cascade_routing" in strategies:
-        scale, estimator = _choose_sigma_scale(estimator, calib, budgets, k)
-        staged_calib, staged_test = estimator.staged(calib), estimator.staged(test)
-        kind += f", sigma scale {scale:g}"
-    calib_context, test_context = BatchContext(staged_calib), BatchContext(staged_test)
+    """Score every strategy and the baselines on ``split.test``; see the module doc.
+
+    ``shared``: an estimator fitted on a pooled train and the rows of this split's train in
+    it (`run_bench` passes it so one fit serves every split).
+    """
+    est = _estimates(split, noise, seed, profile, shared)
+    train = split.train.select_models(est.names)
+    test = split.test.select_models(est.names)
+    budgets = [float(b) for b in budget_grid(train.cost, n_budgets)]
+
+    def calibration_context(columns: list[int]) -> BatchContext:
+        return BatchContext(select_columns(est.calibration, columns))
+
+    ladder, dominated, why = choose_ladder(train, est.calibration, budgets, calibration_context)
+    names = [est.names[j] for j in ladder]
+    calib_ctx = calibration_context(ladder)
+    test_ctx = BatchContext(select_columns(est.test, ladder))
+    calib_data, test_data = train.select_models(names), test.select_models(names)
+    k = len(ladder)
     curves = {
-        name: sweep(make_bench_strategy(name, k), calib_context, calib, test_context, test, budgets)
+        name: sweep(
+            make_bench_strategy(name, k), calib_ctx, calib_data, test_ctx, test_data, budgets
+        )
         for name in strategies
     }
+    notes = [why]
+    baseline_ladders = [("", list(np.argsort(train.mean_cost(), kind="stable")))]
+    if dominated:
+        baseline_ladders.append(
+            ("_undominated", [j for j in baseline_ladders[0][1] if j not in dominated])
+        )
+    for suffix, order in baseline_ladders:
+        fitted = fit_thresholds(train, order, budgets)
+        if fitted is not None:
+            costs, qualities = apply_thresholds(test, order, fitted)
+            curves[BASELINE + suffix] = Curve(BASELINE + suffix, costs, qualities)
+    if any(BASELINE in c for c in curves):
+        notes.append(
+            f"{BASELINE}: one threshold per step on each model's raw confidence, cheapest "
+            "first, grid-searched on train per budget"
+        )
     if "cascade_routing" in strategies and k > EXACT_MAX_MODELS:
         notes.append(f"cascade_routing: supermodels capped at {CAPPED_DEPTH} models ({k} models)")
-    metrics, curve_points = _metrics(test, curves, n_boot, seed)
+    metrics, points = curve_metrics(
+        test, {n: (c.query_cost, c.query_quality) for n, c in curves.items()}, n_boot, seed
+    )
     costs, quals = single_model_points(test)
+    diagnostics = [] if est.fitted is None else estimator_diagnostics(est.fitted, test)
     return SplitResult(
         name=split.name,
-        n_train_fit=n_fit,
-        n_calibration=calib.n_queries,
+        n_train_fit=est.n_fit,
+        n_calibration=train.n_queries,
         n_test=test.n_queries,
-        estimator=kind,
+        estimator=est.kind,
         budgets=budgets,
         metrics=metrics,
-        curves=curve_points,
+        curves=points,
         single_models={
             m: (float(c), float(q)) for m, c, q in zip(test.model_names, costs, quals, strict=True)
         },
         notes=notes,
+        ladder=names,
+        dominated=[est.names[j] for j in dominated],
+        diagnostics=diagnostics,
     )
 
 
-def _metrics(test: ReplayDataset, curves: dict[str, Curve], n_boot: int, seed: int):
-    n = test.n_queries
-    cost_q, qual_q = test.cost, test.quality
-    # Oracle per query: cheapest among the best models on that query.
-    best = qual_q.max(axis=1, keepdims=True)
-    pick = np.where(qual_q >= best, cost_q, np.inf).argmin(axis=1)
-    oracle_cost = cost_q[np.arange(n), pick]
-    oracle_quality = qual_q[np.arange(n), pick]
-
-    def aucs(rows: np.ndarray) -> np.ndarray:
-        mc, mq = cost_q[rows].mean(axis=0), qual_q[rows].mean(axis=0)
-        lo, hi, floor = float(mc.min()), float(mc.max()), float(mq.min())
-        values = [
-            auc(
-                c.query_cost[:, rows].mean(axis=1),
-                c.query_quality[:, rows].mean(axis=1),
-                lo,
-                hi,
-                floor,
-            )
-            for c in curves.values()
-        ]
-        hx, hy = linear_hull(mc, mq)
-        values.append(auc(hx, hy, lo, hi, floor))
-        ox, oy = linear_hull(
-            np.append(mc, oracle_cost[rows].mean()), np.append(mq, oracle_quality[rows].mean())
-        )
-        values.append(auc(ox, oy, lo, hi, floor))
-        return np.array(values)
-
-    point = aucs(np.arange(n))
-    rng = np.random.default_rng(seed)
-    boot = np.array([aucs(rng.integers(0, n, n)) for _ in range(n_boot)])
-    low, high = np.quantile(boot, [0.025, 0.975], axis=0)
-
-    mean_cost, mean_quality = test.mean_cost(), test.mean_quality()
-    weak, strong = int(np.argmin(mean_cost)), int(np.argmax(mean_cost))
-    c_weak, c_strong = float(mean_cost[weak]), float(mean_cost[strong])
-    q_weak, q_strong = float(mean_quality[weak]), float(mean_quality[strong])
-
-    def routellm(costs: np.ndarray, quals: np.ndarray) -> dict[str, float]:
-        if q_strong == q_weak or c_strong == c_weak:
-            return {"apgr": float("nan"), "cpt50": float("nan"), "cpt80": float("nan")}
-        share = lambda x: 100.0 * (x - c_weak) / (c_strong - c_weak)  # noqa: E731
-        return {
-            "apgr": apgr(costs, quals, q_weak, q_strong, x_lo=c_weak, x_hi=c_strong),
-            "cpt50": share(cpt(costs, quals, q_weak, q_strong, 0.5, x_lo=c_weak)),
-            "cpt80": share(cpt(costs, quals, q_weak, q_strong, 0.8, x_lo=c_weak)),
-        }
-
-    metrics: dict[str, dict[str, object]] = {}
-    points: dict[str, tuple[list[float], list[float]]] = {}
-    for i, (name, curve) in enumerate(curves.items()):
-        metrics[name] = {
-            "auc": float(point[i]),
-            "ci": [float(low[i]), float(high[i])],
-            **routellm(curve.costs, curve.qualities),
-        }
-        points[name] = (curve.costs.tolist(), curve.qualities.tolist())
-    hx, hy = linear_hull(mean_cost, mean_quality)
-    j = len(curves)
-    metrics["linear"] = {
-        "auc": float(point[j]),
-        "ci": [float(low[j]), float(high[j])],
-        **routellm(hx, hy),
-    }
-    points["linear"] = (hx.tolist(), hy.tolist())
-    metrics["oracle"] = {
-        "auc": float(point[j + 1]),
-        "ci": [float(low[j + 1]), float(high[j + 1])],
-        "cost": float(oracle_cost.mean()),
-        "quality": float(oracle_quality.mean()),
-    }
-    return metrics, points
+__all__ = [
+    "BASELINE",
+    "STRATEGY_NAMES",
+    "Curve",
+    "SplitResult",
+    "choose_ladder",
+    "dominated_models",
+    "evaluate_split",
+    "expected_outcome",
+    "make_bench_strategy",
+    "select_columns",
+    "sweep",
+]

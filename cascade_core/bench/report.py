@@ -7,20 +7,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from cascade_core.bench.evaluate import SplitResult
+from cascade_core.replay.metrics import json_safe
 
 
 def to_json(results: Sequence[SplitResult], seconds: float, settings: dict[str, Any]) -> dict:
     """``{"datasets": [{"name", "n_test", "strategies": {...}}], "seconds": t}`` plus detail.
 
     Each strategy entry has ``auc`` and ``ci`` (95% bootstrap) as the schema requires, and
-    also ``apgr``, ``cpt50``/``cpt80`` (percent of the cheapest-to-dearest cost range) and its
-    curve ``points`` [[cost, quality], ...]; "linear" and "oracle" sit beside the strategies.
+    also ``apgr``, ``cpt50``/``cpt80`` (percent of the cheapest-to-dearest cost range),
+    ``cost95_share`` (cost at 95% of the best model's quality, percent of that model's cost)
+    and its curve ``points`` [[cost, quality], ...]; "linear", "oracle" and the per-step
+    threshold baselines sit beside the strategies. ``ladder`` and ``dominated`` name the
+    models the strategies ran and those dominated on train; ``diagnostics`` holds log loss,
+    Brier and ECE per (model, state) on test.
     """
     datasets = []
     for r in results:
         strategies = {}
         for name, metric in r.metrics.items():
-            entry = {key: _clean(value) for key, value in metric.items()}
+            entry = {key: json_safe(value) for key, value in metric.items()}
             if name in r.curves:
                 xs, ys = r.curves[name]
                 entry["points"] = [[x, y] for x, y in zip(xs, ys, strict=True)]
@@ -37,19 +42,13 @@ def to_json(results: Sequence[SplitResult], seconds: float, settings: dict[str, 
                     m: {"cost": c, "quality": q} for m, (c, q) in r.single_models.items()
                 },
                 "strategies": strategies,
+                "ladder": r.ladder,
+                "dominated": r.dominated,
+                "diagnostics": json_safe(r.diagnostics),
                 "notes": r.notes,
             }
         )
     return {"datasets": datasets, "seconds": seconds, "settings": settings}
-
-
-def _clean(value: Any) -> Any:
-    """NaN is not JSON: a metric that is undefined (e.g. CPT never reached) becomes null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _fmt(value: object, digits: int = 1) -> str:
@@ -61,22 +60,31 @@ def _fmt(value: object, digits: int = 1) -> str:
 def format_table(results: Sequence[SplitResult], seconds: float) -> str:
     """One block per dataset: AUC with its 95% CI, APGR and CPT per strategy."""
     lines: list[str] = []
-    header = f"{'strategy':<19} {'AUC':>6}  {'95% CI':<15} {'APGR':>6} {'CPT50%':>7} {'CPT80%':>7}"
+    header = (
+        f"{'strategy':<30} {'AUC':>6}  {'95% CI':<15} {'APGR':>6} {'CPT50%':>7} {'CPT80%':>7}"
+        f" {'cost@95%':>8}"
+    )
     for r in results:
         lines.append(
             f"{r.name}  (test {r.n_test}, fit {r.n_train_fit}, calibration {r.n_calibration};"
             f" {r.estimator}; {len(r.budgets)} budgets)"
+        )
+        lines.append(
+            f"ladder: {', '.join(r.ladder)}; dominated on train: {', '.join(r.dominated) or 'none'}"
         )
         lines.append(header)
         for name, m in r.metrics.items():
             lo, hi = m["ci"]  # type: ignore[misc]
             if name == "oracle":
                 extra = f"  (cost {m['cost']:.3g} USD, quality {m['quality']:.3f})"
-                lines.append(f"{name:<19} {m['auc']:>6.2f}  [{lo:6.2f}, {hi:6.2f}]{extra}")
+                lines.append(
+                    f"{name:<30} {m['auc']:>6.2f}  [{_fmt(lo, 2):>6}, {_fmt(hi, 2):>6}]{extra}"
+                )
                 continue
             lines.append(
-                f"{name:<19} {m['auc']:>6.2f}  [{lo:6.2f}, {hi:6.2f}] {_fmt(m.get('apgr'), 3):>6}"
-                f" {_fmt(m.get('cpt50')):>7} {_fmt(m.get('cpt80')):>7}"
+                f"{name:<30} {m['auc']:>6.2f}  [{_fmt(lo, 2):>6}, {_fmt(hi, 2):>6}]"
+                f" {_fmt(m.get('apgr'), 3):>6} {_fmt(m.get('cpt50')):>7} {_fmt(m.get('cpt80')):>7}"
+                f" {_fmt(m.get('cost95_share')):>8}"
             )
         for note in r.notes:
             lines.append(f"note: {note}")
@@ -85,5 +93,6 @@ def format_table(results: Sequence[SplitResult], seconds: float) -> str:
         "AUC: area under quality-vs-cost over [cheapest, dearest model cost], x100 (DESIGN.md)."
     )
     lines.append("CPT: cost to recover 50%/80% of the weak-to-strong gap, % of that cost range.")
+    lines.append("cost@95%: cost to reach 95% of the best model's quality, % of that model's cost.")
     lines.append(f"total {seconds:.1f} s")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cascade_core.bench.data import load_bench_data
+from cascade_core.bench.data import BenchData, load_bench_data
 from cascade_core.bench.evaluate import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_BUDGETS,
@@ -17,7 +17,7 @@ from cascade_core.bench.evaluate import (
     SplitResult,
     evaluate_split,
 )
-from cascade_core.estimators import load_profile
+from cascade_core.estimators import fit_quality_estimator, load_profile, spec_for_dataset
 
 
 def run_bench(
@@ -37,8 +37,10 @@ def run_bench(
     ``profile``: a fitted estimator profile (`cascade-router calibrate`) to evaluate instead
     of fitting estimators on the training split.
 
-    Splits are independent, so they run in worker processes (one per core by default);
-    ``workers=1`` keeps everything in this process.
+    With a pooled split and logged signals, one estimator is cross-fitted on the pooled
+    train and serves every split (`shared_estimators`). Splits are then independent, so they
+    run in worker processes (one per core by default); ``workers=1`` keeps everything in this
+    process.
     """
     unknown = [s for s in strategies if s not in STRATEGY_NAMES]
     if unknown:
@@ -55,13 +57,27 @@ def run_bench(
         "seed": seed,
         "profile": None if profile is None else load_profile(profile)[0],
     }
+    shared = shared_estimators(data, seed) if noise is None and profile is None else {}
     workers = workers or min(len(data.splits), os.cpu_count() or 1)
     if workers <= 1:
-        results = [evaluate_split(s, **kwargs) for s in data.splits]
+        results = [evaluate_split(s, shared=shared.get(s.name), **kwargs) for s in data.splits]
     else:
         # Largest first, so the pooled split does not start last and hold up the end.
         order = sorted(data.splits, key=lambda s: -s.test.n_queries * s.test.n_models)
         with ProcessPoolExecutor(workers) as pool:
-            futures = {s.name: pool.submit(evaluate_split, s, **kwargs) for s in order}
+            futures = {
+                s.name: pool.submit(evaluate_split, s, shared=shared.get(s.name), **kwargs)
+                for s in order
+            }
             results = [futures[s.name].result() for s in data.splits]
     return results, time.perf_counter() - start, data.notes
+
+
+def shared_estimators(data: BenchData, seed: int = 0) -> dict[str, tuple[Any, Any]]:
+    """One estimator cross-fitted on the pooled train, with each split's rows in it; empty
+    when there is no pooled split or the logs carry no signal to fit on."""
+    pooled = data.pooled
+    if pooled is None or spec_for_dataset(pooled.train).posthoc_source == "none":
+        return {}
+    estimator = fit_quality_estimator(pooled.train, seed=seed)
+    return {name: (estimator, rows) for name, rows in data.pooled_rows.items()}

@@ -42,6 +42,8 @@ class CalibrationReport:
     failed_calls: dict[str, str] = field(default_factory=dict)
     budget: dict[str, Any] | None = None
     model_quality: dict[str, float | None] = field(default_factory=dict)
+    # Models another matches in price and beats in accuracy on the labelled rows.
+    dominated_models: list[str] = field(default_factory=list)
 
 
 def run_calibration(
@@ -116,6 +118,7 @@ def run_calibration(
         labelled_rows=int(calibration.labelled.sum()),
         budget=profile.get("budget"),
         model_quality=profile["calibration"]["model_quality"],
+        dominated_models=profile["calibration"]["dominated_models"],
         **report_extra,
     )
 

@@ -12,6 +12,13 @@ optional ``"budget"`` key that version-1 readers ignore:
 
 Lambda is tuned against the *estimated* costs the engine sees before each call, and its
 average spend is measured with the costs really paid; neither needs a reference answer.
+
+The estimators are cross-fitted on every labelled row (`fit_quality_estimator`, the fitter
+`bench` uses): on labelled rows lambda sees their out-of-fold estimates, on unlabelled rows the
+full-data regressions the profile serves. So what is learnt here is what the engine serves,
+and no budget is tuned on estimates fitted to the same answers. The profile's
+``calibration`` section names the models dominated on the labelled rows and, per (model,
+state), what cross-validation chose (``fit``).
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, run_batch
-from cascade_core.budget import fit_budget
+from cascade_core.batch import BatchContext, StagedEstimates, run_batch
+from cascade_core.budget import fit_budget, parameter_grid
 from cascade_core.engine.config import StrategySpec
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import (
@@ -32,16 +39,10 @@ from cascade_core.estimators import (
     fit_quality_estimator,
     profile_to_dict,
 )
+from cascade_core.estimators.features import table_from_dataset
 from cascade_core.replay import ReplayDataset
+from cascade_core.replay.metrics import dominated_models
 from cascade_core.strategies import make_strategy
-
-# Lambda grid relative to 1 / mean estimated cost (as in `bench.budgets`), 8 points a decade
-# so that mixing two neighbours approximates the best policy at any budget closely.
-LAMBDA_DECADES = (-4.0, 4.0)
-GRID_PER_DECADE = 8
-# Below this many labelled rows Σ is measured on the fitting rows themselves (understating
-# the error) instead of wasting a third of a small set on a holdout.
-MIN_ROWS_FOR_HOLDOUT = 40
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,7 @@ def fit_estimator(data: CalibrationData) -> LogisticQualityEstimator:
             f"calibrate: {labelled.n_queries} labelled row(s) with answers from every model; "
             "give references (or --profile to reuse fitted estimators and tune lambda only)"
         )
-    if labelled.n_queries >= MIN_ROWS_FOR_HOLDOUT:
-        fit_part, holdout = labelled.split(0.7, seed=0)
-    else:
-        fit_part, holdout = labelled, labelled
-    estimator = fit_quality_estimator(fit_part, holdout)
+    estimator = fit_quality_estimator(labelled)
     if estimator.spec.posthoc_source != "logprobs":
         raise InvalidInputError(
             "calibrate: the ladder returned no token logprobs, which the live engine's fitted "
@@ -77,19 +74,39 @@ def fit_estimator(data: CalibrationData) -> LogisticQualityEstimator:
     return estimator
 
 
+def calibration_estimates(
+    estimator: LogisticQualityEstimator, data: CalibrationData
+) -> StagedEstimates:
+    """Estimates of every calibration row: out-of-fold on the labelled rows the estimator
+    was cross-fitted on (in order), the profile's regressions elsewhere."""
+    labelled = np.flatnonzero(data.labelled)
+    crossfit = estimator.crossfit
+    if crossfit is None or crossfit.n_rows != labelled.size:  # a reused profile
+        return estimator.staged(data.dataset, cost=data.estimated_cost)
+    table = table_from_dataset(
+        estimator.spec, data.dataset.select_models(estimator.spec.model_names)
+    )
+
+    def state(ran: frozenset[int]):
+        key = tuple(sorted(ran))
+        quality = estimator.quality(table, key)
+        quality[labelled] = crossfit.quality[key]
+        return quality, estimator.uncertainty(key)
+
+    return StagedEstimates(data.estimated_cost, state)
+
+
 def lambda_curve(
     strategy_spec: StrategySpec, estimator: LogisticQualityEstimator, data: CalibrationData
 ) -> list[dict[str, float | None]]:
-    """(lambda, mean true cost, mean quality on labelled rows, escalation rate) per grid value."""
-    context = BatchContext(estimator.staged(data.dataset, cost=data.estimated_cost))
+    """(lambda, mean true cost, mean quality on labelled rows, escalation rate) per value of
+    the budget module's lambda grid."""
+    context = BatchContext(calibration_estimates(estimator, data))
     strategy = make_strategy(strategy_spec.name, **strategy_spec.parameters(0.0))
-    scale = 1.0 / max(float(data.estimated_cost.mean()), 1e-300)
-    low, high = LAMBDA_DECADES
-    count = int((high - low) * GRID_PER_DECADE) + 1
     points = []
-    for lam in [0.0, *(scale * np.logspace(low, high, count))]:
-        outcome = run_batch(strategy.with_parameter(float(lam)), context)
-        points.append(_point(float(lam), outcome, data))
+    for lam in parameter_grid(strategy, float(data.estimated_cost.mean())):
+        outcome = run_batch(strategy.with_parameter(lam), context)
+        points.append(_point(lam, outcome, data))
     return points
 
 
@@ -134,7 +151,7 @@ def fit_policy(
     budget_usd: float,
 ) -> dict[str, Any]:
     """Lambda(s) meeting ``budget_usd`` on average over the calibration prompts."""
-    context = BatchContext(estimator.staged(data.dataset, cost=data.estimated_cost))
+    context = BatchContext(calibration_estimates(estimator, data))
     strategy = make_strategy(strategy_spec.name, **strategy_spec.parameters(0.0))
     fitted = fit_budget(strategy, context, budget_usd, true_cost=data.true_cost)
     cheap = float(fitted.parameter_cheap)  # type: ignore[arg-type]
@@ -181,6 +198,8 @@ def build_profile(
         "labelled_rows": int(data.labelled.sum()),
         "model_quality": _mean_quality(data),
         "model_cost_usd": dict(zip(names, data.true_cost.mean(axis=0).tolist(), strict=True)),
+        "dominated_models": _dominated(data),
+        "fit": _fit_summary(estimator),
     }
     profile["calibration"] = summary
     if strategy_spec.name == "threshold_cascade":
@@ -213,3 +232,31 @@ def _mean_quality(data: CalibrationData) -> dict[str, float | None]:
         return dict.fromkeys(names)
     means = data.dataset.quality[data.labelled].mean(axis=0)
     return {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, means, strict=True)}
+
+
+def _dominated(data: CalibrationData) -> list[str]:
+    """Models dominated on the labelled rows (`replay.metrics.dominated_models`)."""
+    if not data.labelled.any():
+        return []
+    labelled = data.dataset.subset(np.flatnonzero(data.labelled))
+    return [labelled.model_names[j] for j in dominated_models(labelled)]
+
+
+def _fit_summary(estimator: LogisticQualityEstimator) -> list[dict[str, Any]]:
+    """Per (model, state): the features and penalty CV chose and its CV log loss, next to the
+    floor's (the calibrated own signal); empty for a reused profile."""
+    if estimator.crossfit is None:
+        return []
+    names = estimator.spec.model_names
+    return [
+        {
+            "model": names[m],
+            "ran": [names[r] for r in state],
+            "features": choice.features,
+            "l2": choice.l2,
+            "cv_log_loss": choice.cv_log_loss,
+            "floor_cv_log_loss": choice.floor_cv_log_loss,
+            "sigma_scale": estimator.crossfit.sigma_scales[state],
+        }
+        for (m, state), choice in estimator.crossfit.choices.items()
+    ]

@@ -4,7 +4,7 @@
 * ``budget.target_cost_usd``: needs a profile written by `cascade-router calibrate`; its
   ``budget.curve`` (average cost per lambda on the calibration prompts) gives the two
   neighbouring lambdas around the target and the probability of the more expensive one, so
-  the expected average cost equals the target, as the paper's budget fitting does.
+  the expected average cost equals the target (`cascade_core.budget.lambdas_for_cost`).
 * neither: the policy fitted by ``calibrate --budget/--target-quality`` when the profile has
   one, else lambda 0 (cost only breaks ties).
 
@@ -14,18 +14,16 @@ refitting, and the profile stays readable by version-1 loaders, which ignore the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cascade_core.budget import lambdas_for_cost, mix
 from cascade_core.engine.config import RouterConfig, StrategySpec
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators.profile import read_profile_document
 from cascade_core.strategies import Strategy, make_strategy
-from cascade_core.strategies.mixed import MixedStrategy
 from cascade_core.validation import StrictNumber, validate_as
 
 _NonNegative = Annotated[StrictNumber, Field(ge=0)]
@@ -98,32 +96,10 @@ def configured_strategy(config: RouterConfig) -> Strategy:
     return make_strategy(spec.name, **spec.parameters(0.0))
 
 
-def lambdas_for_cost(
-    curve: Sequence[Mapping[str, Any]], target: float
-) -> tuple[float, float, float]:
-    """(cheap lambda, expensive lambda, P(expensive)) whose mixed average cost is ``target``."""
-    points = sorted(curve, key=lambda p: float(p["lambda"]))
-    if float(points[0]["cost_usd"]) <= target:
-        lam = float(points[0]["lambda"])
-        return lam, lam, 0.0
-    for over, under in pairwise(points):
-        if float(under["cost_usd"]) <= target:
-            c_over, c_under = float(over["cost_usd"]), float(under["cost_usd"])
-            gamma = 0.0 if c_over <= c_under else (target - c_under) / (c_over - c_under)
-            return float(under["lambda"]), float(over["lambda"]), min(1.0, max(0.0, gamma))
-    cheapest = min(float(p["cost_usd"]) for p in points)
-    raise InvalidInputError(
-        f"budget.target_cost_usd: {target:.6g} USD is below the cheapest average cost the "
-        f"calibration reached ({cheapest:.6g} USD per request); raise the target"
-    )
-
-
 def _mixed(spec: StrategySpec, cheap: float, expensive: float, gamma: float) -> Strategy:
     low = make_strategy(spec.name, **spec.parameters(cheap))
-    if gamma <= 0.0 or cheap == expensive:
-        return low
     high = make_strategy(spec.name, **spec.parameters(expensive))
-    return MixedStrategy(cheap=low, expensive=high, gamma=gamma)
+    return mix(low, high, gamma)
 
 
 def _check_strategy(section: ProfileBudget, spec: StrategySpec, path: Path | None) -> None:

@@ -2,7 +2,8 @@
 
 * `features`: post-hoc / ex-ante feature assembly per state (set of models already run).
 * `logistic`: a numpy-only logistic regression (fitted with scipy, no scikit-learn needed).
-* `quality`: calibrated P(correct) per (model, state) and the error covariance Σ_R.
+* `quality`: cross-fitted, calibrated P(correct) per (model, state) and Σ_R from OOF rows.
+* `diagnostics`: log loss, Brier score and calibration error per (model, state).
 * `synthetic`: ground truth plus Gaussian noise (low/medium/high), for data without signals.
 * `costs`: token-price cost estimates and the logged cost for replays.
 * `profile`: versioned JSON save/load.
@@ -34,9 +35,11 @@ from cascade_core.estimators.profile import (
     save_profile,
 )
 from cascade_core.estimators.quality import (
+    CrossFit,
+    EstimatorChoice,
     LogisticQualityEstimator,
-    error_covariances,
     fit_quality_estimator,
+    oof_covariances,
 )
 from cascade_core.estimators.synthetic import (
     NOISE_LEVELS,
@@ -49,6 +52,8 @@ from cascade_core.estimators.synthetic import (
 __all__ = [
     "NOISE_LEVELS",
     "PROFILE_VERSION",
+    "CrossFit",
+    "EstimatorChoice",
     "FeatureSpec",
     "FeatureTable",
     "LogisticModel",
@@ -58,7 +63,6 @@ __all__ = [
     "ProfileVersionError",
     "QueryObservation",
     "TokenCostModel",
-    "error_covariances",
     "expected_output_tokens",
     "fit_logistic",
     "fit_noisy_oracle",
@@ -66,6 +70,7 @@ __all__ = [
     "litellm_prices",
     "load_profile",
     "noise_level",
+    "oof_covariances",
     "posthoc_from_confidence",
     "posthoc_from_logprobs",
     "profile_from_dict",

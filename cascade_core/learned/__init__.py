@@ -4,8 +4,10 @@
 * `preferences`: pairwise comparisons from per-model scores or Chatbot Arena battles;
 * `routers`: similarity-weighted Bradley-Terry ranking, matrix factorization, the user hook;
 * `estimator`: router scores as features of the calibrated logistic quality estimator;
-* `calibration`: RouteLLM's threshold for a target share of strong calls or a budget;
-* `bench`: the offline evaluation with RouteLLM's metrics (docs/routellm.md).
+* `calibration`: RouteLLM's threshold for a target share of strong calls or a budget.
+
+Their offline evaluation with RouteLLM's metrics is `cascade_core.bench.learned`
+(docs/routellm.md); nothing here imports the bench.
 """
 
 from cascade_core.learned.calibration import (

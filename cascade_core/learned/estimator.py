@@ -5,8 +5,9 @@ routing needs calibrated P(correct) per model and state. So the scores enter the
 logistic estimator (`cascade_core.estimators`) through its user-embedding slot, next to prompt
 length, task and the post-hoc signals of the models that ran. On the rows the regressions are
 fitted on, the scores are cross-fitted (each fold scored by a router trained on the other
-folds), so the regressions learn how reliable an out-of-sample score is; Σ_R is measured on
-the holdout with the router trained on all fitting rows, the one used on new prompts.
+folds), so the regressions learn how reliable an out-of-sample score is; the regressions
+are themselves cross-fitted (`fit_quality_estimator`), so Σ_R and budgets are fitted on
+out-of-fold estimates. New prompts are scored by the router trained on every training row.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class LearnedQualityEstimator:
 
     scorer: ExAnteScorer
     estimator: LogisticQualityEstimator
+    train_scores: np.ndarray | None = None  # out-of-fold router scores of the training rows
 
     @property
     def name(self) -> str:
@@ -42,31 +44,21 @@ class LearnedQualityEstimator:
         features = self.features(dataset, embeddings)
         return self.estimator.staged(dataset, cost=cost, embeddings=features)
 
-    def with_sigma_scale(self, scale: float) -> LearnedQualityEstimator:
-        return LearnedQualityEstimator(self.scorer, self.estimator.with_sigma_scale(scale))
-
 
 def fit_learned_estimator(
     factory: Callable[[], ExAnteScorer],
-    fit_data: ReplayDataset,
-    holdout: ReplayDataset,
-    fit_embeddings: np.ndarray,
-    holdout_embeddings: np.ndarray,
+    train: ReplayDataset,
+    embeddings: np.ndarray,
     *,
     folds: int = 5,
     seed: int = 0,
 ) -> LearnedQualityEstimator:
-    """Fit the router on ``fit_data`` (cross-fitted scores for the regressions) and Σ_R on
-    ``holdout``; neither touches test data."""
-    k = fit_data.n_models
+    """Fit the router on every training row and cross-fit the regressions on its
+    out-of-fold scores; test data is never touched."""
+    k = train.n_models
     oof = crossfit_scores(
-        factory, fit_embeddings, fit_data.quality, folds=folds, seed=seed, prompts=fit_data.prompts
+        factory, embeddings, train.quality, folds=folds, seed=seed, prompts=train.prompts
     )
-    scorer = factory().fit(fit_embeddings, k, quality=fit_data.quality, prompts=fit_data.prompts)
-    estimator = fit_quality_estimator(
-        fit_data,
-        holdout,
-        fit_embeddings=oof,
-        holdout_embeddings=scorer.score(holdout_embeddings, holdout.prompts),
-    )
-    return LearnedQualityEstimator(scorer, estimator)
+    scorer = factory().fit(embeddings, k, quality=train.quality, prompts=train.prompts)
+    estimator = fit_quality_estimator(train, fit_embeddings=oof, n_folds=folds, seed=seed)
+    return LearnedQualityEstimator(scorer, estimator, oof)

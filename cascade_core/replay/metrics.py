@@ -28,12 +28,20 @@ A strategy swept over budgets gives points (average cost, average quality). The 
   first crossing, so non-monotone curves are handled), NaN when the curve never gets there.
 * `bootstrap_ci` - percentile intervals from resampling queries with replacement; one
   resample feeds every strategy, so intervals of differences are paired.
+* `cost_share_at` - the cost at which a curve first reaches a share (95%) of the best single
+  model's quality, as a percentage of that model's cost: what a user asks ("how much of the
+  best model's bill buys 95% of its accuracy?"), NaN when never reached.
+* `dominated_models` - models another model matches in price (within 1%) and beats in mean
+  quality: a strategy that may run them can only lose AUC on average.
+* `curve_metrics` - all of the above for several swept strategies on one test set, next to the
+  linear hull and the oracle, with paired bootstrap intervals of the AUCs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -47,8 +55,12 @@ __all__ = [
     "auc",
     "auc_range",
     "bootstrap_ci",
+    "cost_share_at",
     "cpt",
+    "curve_metrics",
     "dataset_auc",
+    "dominated_models",
+    "json_safe",
     "linear_hull",
     "oracle_point",
     "single_model_points",
@@ -269,3 +281,133 @@ def bootstrap_ci(
     if np.ndim(low) == 0:
         return Interval(float(low), float(high))
     return Interval(low, high)
+
+
+# ---------------------------------------------------------------------------- whole sweeps
+QUALITY_SHARE = 0.95
+# Mean costs within this relative margin count as the same price for dominance.
+SAME_PRICE = 0.01
+
+
+def dominated_models(dataset: ReplayDataset, same_price: float = SAME_PRICE) -> list[int]:
+    """Columns of the models for which another costs at most ``same_price`` more on average
+    and is more accurate, on ``dataset``."""
+    cost, quality = dataset.mean_cost(), dataset.mean_quality()
+    k = len(cost)
+    return [
+        j
+        for j in range(k)
+        if any(
+            i != j and cost[i] <= cost[j] * (1 + same_price) and quality[i] > quality[j]
+            for i in range(k)
+        )
+    ]
+
+
+def cost_share_at(
+    costs: ArrayLike,
+    qualities: ArrayLike,
+    model_costs: np.ndarray,
+    model_qualities: np.ndarray,
+    share: float = QUALITY_SHARE,
+) -> float:
+    """Cost (% of the best single model's cost) where the curve first reaches ``share`` of
+    that model's quality; NaN when it never does."""
+    best = int(np.argmax(model_qualities))
+    target = float(model_qualities[best])
+    if target <= 0:
+        return float("nan")
+    x = cpt(costs, qualities, 0.0, target, share, x_lo=float(np.min(model_costs)))
+    return 100.0 * x / float(model_costs[best])
+
+
+def _routellm_on_cost(xs, ys, mean_cost: np.ndarray, mean_quality: np.ndarray):
+    """APGR and CPT(50/80%) on the cost axis, weak = cheapest, strong = dearest model; CPTs
+    in % of the cheapest-to-dearest cost range."""
+    weak, strong = int(np.argmin(mean_cost)), int(np.argmax(mean_cost))
+    c_weak, c_strong = float(mean_cost[weak]), float(mean_cost[strong])
+    q_weak, q_strong = float(mean_quality[weak]), float(mean_quality[strong])
+    if q_strong == q_weak or c_strong == c_weak:
+        return {"apgr": math.nan, "cpt50": math.nan, "cpt80": math.nan}
+
+    def share(x: float) -> float:
+        return 100.0 * (x - c_weak) / (c_strong - c_weak)
+
+    return {
+        "apgr": apgr(xs, ys, q_weak, q_strong, x_lo=c_weak, x_hi=c_strong),
+        "cpt50": share(cpt(xs, ys, q_weak, q_strong, 0.5, x_lo=c_weak)),
+        "cpt80": share(cpt(xs, ys, q_weak, q_strong, 0.8, x_lo=c_weak)),
+    }
+
+
+def curve_metrics(
+    test: ReplayDataset,
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    n_boot: int,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[list[float], list[float]]]]:
+    """Metrics per swept strategy on ``test`` plus "linear" and "oracle"; and the curves.
+
+    ``curves[name]`` = (per-budget, per-query expected cost, and quality), both (B, n). AUC
+    intervals come from ``n_boot`` paired resamples of the queries (none when 0: NaN).
+    """
+    n = test.n_queries
+    cost_q, qual_q = test.cost, test.quality
+    best = qual_q.max(axis=1, keepdims=True)
+    pick = np.where(qual_q >= best, cost_q, np.inf).argmin(axis=1)
+    oracle_cost = cost_q[np.arange(n), pick]
+    oracle_quality = qual_q[np.arange(n), pick]
+
+    def aucs(rows: np.ndarray) -> np.ndarray:
+        mc, mq = cost_q[rows].mean(axis=0), qual_q[rows].mean(axis=0)
+        lo, hi, floor = float(mc.min()), float(mc.max()), float(mq.min())
+        values = [
+            auc(c[:, rows].mean(axis=1), q[:, rows].mean(axis=1), lo, hi, floor)
+            for c, q in curves.values()
+        ]
+        values.append(auc(*linear_hull(mc, mq), lo, hi, floor))
+        ox, oy = linear_hull(
+            np.append(mc, oracle_cost[rows].mean()), np.append(mq, oracle_quality[rows].mean())
+        )
+        values.append(auc(ox, oy, lo, hi, floor))
+        return np.array(values)
+
+    point = aucs(np.arange(n))
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        boot = np.array([aucs(rng.integers(0, n, n)) for _ in range(n_boot)])
+        low, high = np.quantile(boot, [0.025, 0.975], axis=0)
+    else:
+        low = high = np.full(point.shape, math.nan)
+    mean_cost, mean_quality = test.mean_cost(), test.mean_quality()
+    metrics: dict[str, dict[str, Any]] = {}
+    points: dict[str, tuple[list[float], list[float]]] = {}
+    hull = linear_hull(mean_cost, mean_quality)
+    swept = {name: (c.mean(axis=1), q.mean(axis=1)) for name, (c, q) in curves.items()}
+    for i, (name, (xs, ys)) in enumerate([*swept.items(), ("linear", hull)]):
+        metrics[name] = {
+            "auc": float(point[i]),
+            "ci": [float(low[i]), float(high[i])],
+            **_routellm_on_cost(xs, ys, mean_cost, mean_quality),
+            "cost95_share": cost_share_at(xs, ys, mean_cost, mean_quality),
+        }
+        points[name] = (np.asarray(xs).tolist(), np.asarray(ys).tolist())
+    metrics["oracle"] = {
+        "auc": float(point[-1]),
+        "ci": [float(low[-1]), float(high[-1])],
+        "cost": float(oracle_cost.mean()),
+        "quality": float(oracle_quality.mean()),
+    }
+    return metrics, points
+
+
+def json_safe(value: Any) -> Any:
+    """NaN is not JSON: an undefined metric (e.g. a CPT never reached) becomes null, in any
+    nesting of dicts, lists and tuples."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return value

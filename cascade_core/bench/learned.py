@@ -3,14 +3,14 @@ evaluation, with RouteLLM's metrics for two-model settings (docs/routellm.md).
 
 Per split (the bench's train/test, or for a routellm_evals folder each task split by prompt):
 
-1. train is split in half per task (seed): routers and regressions are fitted on the first
-   half ("fit"), Σ_R, the Σ scale and every budget parameter on the second ("calibration");
-   test is never fitted on;
+1. routers and regressions are fitted on every training row; Σ_R and every budget parameter
+   on the out-of-fold estimates of the same rows (cross-fitting, as the plain bench); test is
+   never fitted on;
 2. estimators: "base" = the bench's logistic estimator (log prompt length, task tag, post-hoc
    signals where logged), and per learned router the same estimator plus the router's
-   cross-fitted scores (`estimator`); strategies routing and cascade routing on each;
+   cross-fitted scores (`cascade_core.learned.estimator`); routing and cascade routing on each;
 3. two models only: RouteLLM's own router per learned scorer, P(strong wins) thresholded at
-   the share of strong calls each budget buys (`calibration`, thresholds on calibration);
+   the share of strong calls each budget buys (thresholds on the routers' OOF train scores);
 4. metrics: the bench's AUC/APGR/CPT on the cost axis with 95% bootstrap CIs, and for two
    models RouteLLM's: APGR and CPT(50%/80%) on the strong-call-share axis, the strong-call
    share and the cost reduction at 95% of the strong model's quality, next to random routing
@@ -28,20 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, run_batch
-from cascade_core.bench.budgets import fit_to_budgets
+from cascade_core.batch import BatchContext, StagedEstimates
 from cascade_core.bench.data import BenchSplit, load_bench_data
-from cascade_core.bench.evaluate import SIGMA_SCALES, Curve, _metrics, make_bench_strategy
-from cascade_core.budget import budget_grid
+from cascade_core.bench.evaluate import Curve, expected_outcome, make_bench_strategy
+from cascade_core.budget import budget_grid, fit_to_budgets
 from cascade_core.estimators import fit_quality_estimator
 from cascade_core.learned.calibration import strong_share_for_budget, threshold_for_share
 from cascade_core.learned.embeddings import embed_texts, get_embedder
 from cascade_core.learned.estimator import fit_learned_estimator
 from cascade_core.learned.routers import make_scorer, strong_win_probability
-from cascade_core.replay import ReplayDataset, apgr, auc, auc_range, cpt
+from cascade_core.replay import ReplayDataset, apgr, cpt
+from cascade_core.replay.metrics import curve_metrics, json_safe
 from cascade_core.replay.routellm import load_routellm_evals
-from cascade_core.strategies import Strategy
-from cascade_core.strategies.mixed import MixedStrategy
 
 LEARNED_STRATEGIES = ("routing", "cascade_routing")
 QUALITY_TARGET = 0.95  # RouteLLM's headline: cost at 95% of the strong model's quality
@@ -111,26 +109,16 @@ def learned_splits(
 
 
 # ------------------------------------------------------------------ curves
-def _outcome(strategy: Strategy, context: BatchContext, test: ReplayDataset, strong: int):
-    def one(s: Strategy):
-        out = run_batch(s, context)
-        return out.cost(test.cost), out.quality(test.quality), out.ran[:, strong].astype(float)
-
-    if not isinstance(strategy, MixedStrategy):
-        return one(strategy)
-    a, b, g = one(strategy.cheap), one(strategy.expensive), strategy.gamma
-    return tuple(g * y + (1 - g) * x for x, y in zip(a, b, strict=True))
-
-
 def share_sweep(strategy, calib_ctx, calib, test_ctx, test, budgets, name) -> ShareCurve:
+    """`bench.evaluate.sweep` that also keeps the (expected) strong-model call per query."""
     strong = int(np.argmax(test.mean_cost()))
     fitted = fit_to_budgets(strategy, calib_ctx, budgets, calib.cost, calib.quality)
-    rows = [_outcome(p, test_ctx, test, strong) for p in fitted]
+    rows = [expected_outcome(p, test_ctx, test.cost, test.quality) for p in fitted]
     return ShareCurve(
         name,
         np.array([r[0] for r in rows]),
         np.array([r[1] for r in rows]),
-        np.array([r[2] for r in rows]),
+        np.array([r[2][:, strong] for r in rows]),
     )
 
 
@@ -176,25 +164,6 @@ class ExAnteCost:
         if data.tokens_in is None or not np.any(self.slope):
             return np.tile(self.intercept, (data.n_queries, 1))
         return np.maximum(self.intercept + self.slope * data.tokens_in, 1e-12)
-
-
-def _best_sigma(est, calib, calib_emb, budgets, k, cost):
-    lo, hi, floor = auc_range(calib)
-    strategy = make_bench_strategy("cascade_routing", k)
-    best = None
-    for scale in SIGMA_SCALES:
-        scaled = est.with_sigma_scale(scale)
-        staged = (
-            scaled.staged(calib, cost=cost)
-            if calib_emb is None
-            else scaled.staged(calib, calib_emb, cost=cost)
-        )
-        ctx = BatchContext(staged)
-        curve = share_sweep(strategy, ctx, calib, ctx, calib, budgets, "calib")
-        value = auc(curve.costs, curve.qualities, lo, hi, floor) if hi > lo else 0.0
-        if best is None or value >= best[0]:
-            best = (value, scale, scaled)
-    return best[1], best[2]
 
 
 # ------------------------------------------------------------------ RouteLLM metrics
@@ -275,69 +244,62 @@ def evaluate_learned_split(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> LearnedSplitResult:
-    fit, calib = split.train.split(0.5, seed=seed)
-    test = split.test
+    train, test = split.train, split.test
     k = test.n_models
-    budgets = [float(b) for b in budget_grid(calib.cost, n_budgets)]
+    budgets = [float(b) for b in budget_grid(train.cost, n_budgets)]
     notes: list[str] = []
     embedder = get_embedder(embedder_name) if learners else None
     emb = {}
     if embedder is not None:
-        all_emb = embed_texts(fit.prompts + calib.prompts + test.prompts, embedder, cache_dir)
-        a, b = fit.n_queries, fit.n_queries + calib.n_queries
-        emb = {"fit": all_emb[:a], "calib": all_emb[a:b], "test": all_emb[b:]}
+        all_emb = embed_texts(train.prompts + test.prompts, embedder, cache_dir)
+        emb = {"train": all_emb[: train.n_queries], "test": all_emb[train.n_queries :]}
         notes.append(f"embeddings: {embedder.model_id} ({all_emb.shape[1]} dims, cached)")
 
     estimators: dict[str, str] = {}
     curves: dict[str, ShareCurve] = {}
-    ex_ante_cost = ExAnteCost.fit(fit)
-    calib_cost, test_cost = ex_ante_cost(calib), ex_ante_cost(test)
-    notes.append("strategies decide on ex-ante cost estimates (fit rows); they pay logged costs")
+    ex_ante_cost = ExAnteCost.fit(train)
+    train_cost, test_cost = ex_ante_cost(train), ex_ante_cost(test)
+    notes.append("strategies decide on ex-ante cost estimates (train rows); they pay logged costs")
 
-    def add(label, est, calib_emb, test_emb):
-        spec = est.estimator.spec if hasattr(est, "estimator") else est.spec
-        kind = spec.posthoc_source
-        if "cascade_routing" in strategies:
-            scale, est = _best_sigma(est, calib, calib_emb, budgets, k, calib_cost)
-        else:
-            scale = 1.0
-
-        def stage(data, emb, cost):
-            if emb is None:
-                return est.staged(data, cost=cost)
-            return est.staged(data, emb, cost=cost)
-
-        calib_ctx = BatchContext(stage(calib, calib_emb, calib_cost))
-        test_ctx = BatchContext(stage(test, test_emb, test_cost))
-        estimators[label] = f"post-hoc {kind}, sigma scale {scale:g}"
+    def add(label: str, calib_staged: StagedEstimates, test_staged: StagedEstimates, kind: str):
+        estimators[label] = f"post-hoc {kind}, cross-fitted; budgets on out-of-fold estimates"
+        calib_ctx, test_ctx = BatchContext(calib_staged), BatchContext(test_staged)
         for name in strategies:
             strategy = make_bench_strategy(name, k)
             curves[f"{name}[{label}]"] = share_sweep(
-                strategy, calib_ctx, calib, test_ctx, test, budgets, f"{name}[{label}]"
+                strategy, calib_ctx, train, test_ctx, test, budgets, f"{name}[{label}]"
             )
 
-    add("base", fit_quality_estimator(fit, calib), None, None)
+    base = fit_quality_estimator(train, seed=seed)
+    add(
+        "base",
+        base.crossfit_staged(train_cost),
+        base.staged(test, cost=test_cost),
+        base.spec.posthoc_source,
+    )
     for learner in learners:
         est = fit_learned_estimator(
-            lambda learner=learner: make_scorer(learner),
-            fit,
-            calib,
-            emb["fit"],
-            emb["calib"],
-            seed=seed,
+            lambda learner=learner: make_scorer(learner), train, emb["train"], seed=seed
         )
-        add(learner, est, emb["calib"], emb["test"])
+        add(
+            learner,
+            est.estimator.crossfit_staged(train_cost),
+            est.staged(test, emb["test"], cost=test_cost),
+            est.estimator.spec.posthoc_source,
+        )
         if k == 2:
-            cs = strong_win_probability(est.scorer.score(emb["calib"]))
-            ts = strong_win_probability(est.scorer.score(emb["test"]))
+            cs = strong_win_probability(est.train_scores)
+            ts = strong_win_probability(est.scorer.score(emb["test"], test.prompts))
             label = f"routellm_threshold[{learner}]"
-            curves[label] = threshold_curve(cs, ts, calib, test, budgets, label)
-    metrics, _ = _metrics(test, curves, n_boot, seed)
+            curves[label] = threshold_curve(cs, ts, train, test, budgets, label)
+    metrics, _ = curve_metrics(
+        test, {n: (c.query_cost, c.query_quality) for n, c in curves.items()}, n_boot, seed
+    )
     routellm = routellm_metrics(test, curves, n_boot, seed) if k == 2 else {}
     return LearnedSplitResult(
         name=split.name,
-        n_fit=fit.n_queries,
-        n_calibration=calib.n_queries,
+        n_fit=train.n_queries,
+        n_calibration=train.n_queries,
         n_test=test.n_queries,
         models=list(test.model_names),
         estimators=estimators,
@@ -427,16 +389,7 @@ def format_learned(results: Sequence[LearnedSplitResult], seconds: float) -> str
 
 
 def learned_to_json(results: Sequence[LearnedSplitResult], seconds: float, settings: dict) -> dict:
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        if isinstance(v, dict):
-            return {a: clean(b) for a, b in v.items()}
-        return v
-
-    return clean(
+    return json_safe(
         {
             "datasets": [
                 {

@@ -1,0 +1,96 @@
+"""Train-only cross-validation of the bench design on replay logs (never reads a test file).
+
+The pooled train split is cut into K folds (balanced per task). For each fold, the other
+folds play "train" and the fold plays "test": one estimator is cross-fitted on the pooled
+train part and every split (each task, pooled) is scored with `evaluate_split`, exactly as
+`cascade-router bench` does on the real test split. AUCs are averaged over folds.
+
+``--sigma`` compares ways of measuring Σ on the same fits: ``measured`` (the package's: OOF
+covariance times the honest scale c_R), ``unscaled`` (the OOF covariance, c_R = 1) and
+``zero`` (max of means).
+
+Usage: python benchmarks/quality_cv.py [PATH] [--folds 5] [--sigma measured,zero,unscaled]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cascade_core.bench.data import BenchSplit, load_bench_data
+from cascade_core.bench.evaluate import evaluate_split
+from cascade_core.estimators import LogisticQualityEstimator, fit_quality_estimator
+from cascade_core.estimators.quality import cv_folds
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cascade_logs"
+
+
+def with_sigma(estimator: LogisticQualityEstimator, mode: str) -> LogisticQualityEstimator:
+    """The same regressions with Σ measured another way (see the module doc)."""
+    if mode == "measured":
+        return estimator
+    assert estimator.crossfit is not None
+    oof, k = estimator.crossfit.quality, estimator.n_models
+    final = oof[tuple(range(k))]
+    covariances = {}
+    for state, now in oof.items():
+        if mode == "zero" or len(state) == k:
+            covariances[state] = np.zeros((k, k))
+        else:
+            cov = np.atleast_2d(np.cov(final - now, rowvar=False))
+            covariances[state] = (cov + cov.T) / 2
+    return replace(estimator, covariances=covariances, _uncertainty={})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("path", nargs="?", default=str(DEFAULT))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--sigma", default="measured")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    data = load_bench_data(args.path)
+    pooled = data.pooled
+    assert pooled is not None, "needs several tasks (a pooled split)"
+    fold = cv_folds(pooled.train.tasks, args.folds, args.seed + 1000)
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    start = time.perf_counter()
+    for f in range(args.folds):
+        inside, outside = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        fitted = fit_quality_estimator(pooled.train.subset(inside), seed=args.seed)
+        for mode in args.sigma.split(","):
+            estimator = with_sigma(fitted, mode)
+            for split in data.splits:
+                rows = data.pooled_rows[split.name]
+                part_in = np.flatnonzero(np.isin(inside, rows))
+                held = pooled.train.subset(np.intersect1d(outside, rows))
+                train = pooled.train.subset(inside[part_in])
+                cv_split = BenchSplit(split.name, train.sorted_by_cost(), held)
+                result = evaluate_split(
+                    cv_split, n_boot=0, seed=args.seed, shared=(estimator, part_in)
+                )
+                aucs = {name: round(float(m["auc"]), 3) for name, m in result.metrics.items()}
+                results.setdefault(mode, {}).setdefault(split.name, []).append(aucs)
+        print(f"fold {f} done {time.perf_counter() - start:.0f} s", flush=True)
+    summary = {
+        mode: {
+            split: {name: round(float(np.mean([r[name] for r in runs])), 2) for name in runs[0]}
+            for split, runs in per_split.items()
+        }
+        for mode, per_split in results.items()
+    }
+    for mode, per_split in summary.items():
+        for split, aucs in per_split.items():
+            print(mode, split, " ".join(f"{n}={v}" for n, v in aucs.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "folds": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
