@@ -16,10 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # `X as X`: an explicit re-export for type checkers
-    from cascade_core.batch import BatchContext as BatchContext
-    from cascade_core.batch import BatchOutcome as BatchOutcome
-    from cascade_core.batch import StagedEstimates as StagedEstimates
-    from cascade_core.batch import run_batch as run_batch
     from cascade_core.budget import BudgetFit as BudgetFit
     from cascade_core.budget import budget_grid as budget_grid
     from cascade_core.budget import fit_budget as fit_budget
@@ -32,6 +28,10 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export for type checkers
     from cascade_core.errors import InvalidInputError as InvalidInputError
     from cascade_core.estimates import QueryEstimates as QueryEstimates
     from cascade_core.estimates import Uncertainty as Uncertainty
+    from cascade_core.replay.simulate import BatchContext as BatchContext
+    from cascade_core.replay.simulate import BatchOutcome as BatchOutcome
+    from cascade_core.replay.simulate import StagedEstimates as StagedEstimates
+    from cascade_core.replay.simulate import run_batch as run_batch
     from cascade_core.strategies import CascadeRouting as CascadeRouting
     from cascade_core.strategies import Decision as Decision
     from cascade_core.strategies import MixedStrategy as MixedStrategy
@@ -64,10 +64,10 @@ _EXPORTS: dict[str, str] = {
     "budget_grid": "cascade_core.budget",
     "fit_budget": "cascade_core.budget",
     # replaying a strategy over logged answers
-    "BatchContext": "cascade_core.batch",
-    "BatchOutcome": "cascade_core.batch",
-    "StagedEstimates": "cascade_core.batch",
-    "run_batch": "cascade_core.batch",
+    "BatchContext": "cascade_core.replay.simulate",
+    "BatchOutcome": "cascade_core.replay.simulate",
+    "StagedEstimates": "cascade_core.replay.simulate",
+    "run_batch": "cascade_core.replay.simulate",
     # errors callers catch
     "AllModelsFailedError": "cascade_core.errors",
     "CascadeError": "cascade_core.errors",

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, run_batch
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import FloatArray
+from cascade_core.replay.simulate import BatchContext, run_batch
 from cascade_core.strategies.base import Strategy
 from cascade_core.strategies.mixed import MixedStrategy
 

@@ -1,6 +1,6 @@
 """Plain reference computations of the replay, written for clarity, never for memory or speed.
 
-They are what `cascade_core.batch` is checked against (tests/test_replay_scale.py) and the
+They are what `cascade_core.replay.simulate` is checked against (tests/test_replay_scale.py) and the
 baseline that benchmarks/replay_scale.py measures the chunked path against. Nothing here
 shares code with the package's E[max] path: samples are the textbook Q = mean + L z on the
 fixed standard-normal draws, for every query at once.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascade_core.batch import StagedEstimates
 from cascade_core.expected_max import DEFAULT_SAMPLES, standard_normal_samples
+from cascade_core.replay.simulate import StagedEstimates
 from cascade_core.strategies import STOP, StateGroup, Strategy
 from cascade_core.strategies.mixed import MixedStrategy
 

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cascade_core.batch import BatchContext, StagedEstimates
 from cascade_core.bench.evaluate import expected_outcome
 from cascade_core.bench.threshold_baseline import apply_thresholds, fit_thresholds
 from cascade_core.budget import budget_grid, fit_budget, fit_to_budgets, lambdas_for_cost
@@ -16,6 +15,7 @@ from cascade_core.estimators.diagnostics import calibration_error, estimator_dia
 from cascade_core.estimators.quality import cv_folds, honest_scale, log_loss
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.metrics import cost_share_at, dominated_models, json_safe
+from cascade_core.replay.simulate import BatchContext, StagedEstimates
 from cascade_core.strategies import CascadeRouting, ThresholdCascade
 
 

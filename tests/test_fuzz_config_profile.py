@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cascade_core.engine import RouterConfig
-from cascade_core.engine.budget_policy import profile_budget
 from cascade_core.engine.config import ModelSpec
+from cascade_core.engine.lambda_choice import profile_budget
 from cascade_core.engine.request import ACCEPTED_PARAMS, build_request
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import (

@@ -10,8 +10,8 @@ from fitted_profile import fitted_profile
 
 from cascade_core import CascadeRouting, QueryEstimates, StagedEstimates, make_strategy
 from cascade_core.engine import RouterConfig
-from cascade_core.engine.budget_policy import configured_strategy
 from cascade_core.engine.config import API_KEY_REFUSED
+from cascade_core.engine.lambda_choice import configured_strategy
 from cascade_core.engine.request import build_request
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import ProfileVersionError, load_profile, profile_from_dict

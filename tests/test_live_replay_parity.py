@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cascade_core.batch import BatchContext, BatchOutcome, run_batch
 from cascade_core.calibrate import run_calibration
 from cascade_core.engine import CascadeEngine, RouterConfig
 from cascade_core.estimates import QueryEstimates
@@ -35,6 +34,7 @@ from cascade_core.estimators import (
     table_from_dataset,
 )
 from cascade_core.replay import ReplayDataset, load_replay
+from cascade_core.replay.simulate import BatchContext, BatchOutcome, run_batch
 from cascade_core.signals import FEATURE_NAMES
 from cascade_core.strategies.base import Decision, StateGroup, Strategy
 from tests.fake_logprob_server import FakeLogprobServer, fake_answer

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import session_fixtures
 from fake_caching_provider import FakeCachingProvider
+from hypothesis import given
+from hypothesis import strategies as st
 from scripted_openai_server import Reply
 from session_fixtures import PRICES, SYSTEM, TOOLS, agent_script, make_engine
 
@@ -214,3 +216,56 @@ async def test_a_call_cancelled_midway_counts_its_reservation_as_spent() -> None
         engine.start(_hard_turns(1)[0], tools=TOOLS).input_tokens[0], call.params["max_tokens"]
     )
     assert snapshot.spent_usd == pytest.approx(worst)
+
+
+# -- reading cache counts from usage ---------------------------------------------------------
+
+
+def test_cache_counts_of_every_usage_shape_litellm_normalises() -> None:
+    from litellm import Usage
+
+    from cascade_core.engine.cache_usage import CacheUsage, cache_usage
+
+    openai = Usage(
+        prompt_tokens=100, completion_tokens=5, prompt_tokens_details={"cached_tokens": 80}
+    )
+    anthropic = Usage(
+        prompt_tokens=100,
+        completion_tokens=5,
+        cache_read_input_tokens=60,
+        cache_creation_input_tokens=30,
+    )
+    deepseek = Usage(prompt_tokens=100, completion_tokens=5, prompt_cache_hit_tokens=70)
+    assert cache_usage(openai) == CacheUsage(read=80)
+    assert cache_usage(anthropic) == CacheUsage(read=60, written=30)
+    assert cache_usage(deepseek) == CacheUsage(read=70)
+    raw = {"prompt_tokens": 50, "cache_read_input_tokens": 10, "cache_creation_input_tokens": 5}
+    assert cache_usage(raw) == CacheUsage(read=10, written=5)
+    assert cache_usage(None) == CacheUsage() == cache_usage({"prompt_tokens": 9})
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["prompt_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "x"]
+        ),
+        st.one_of(st.integers(-5, 10**6), st.none(), st.booleans(), st.text(max_size=3)),
+    ),
+    st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["cached_tokens", "cache_write_tokens"]), st.integers(-5, 10**6)
+        ),
+    ),
+)
+def test_cache_counts_never_exceed_the_prompt(usage: dict, details: dict | None) -> None:
+    from cascade_core.engine.cache_usage import cache_usage
+
+    if details is not None:
+        usage = {**usage, "prompt_tokens_details": details}
+    counts = cache_usage(usage)
+    prompt = usage.get("prompt_tokens")
+    prompt = (
+        prompt if isinstance(prompt, int) and not isinstance(prompt, bool) and prompt > 0 else 0
+    )
+    assert counts.read >= 0 and counts.written >= 0 and counts.read + counts.written <= prompt

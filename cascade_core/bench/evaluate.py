@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, StagedEstimates, run_batch
 from cascade_core.bench.data import BenchSplit
 from cascade_core.bench.threshold_baseline import apply_thresholds, fit_thresholds
 from cascade_core.budget import budget_grid, fit_to_budgets
@@ -49,6 +48,7 @@ from cascade_core.estimators import (
 from cascade_core.estimators.diagnostics import estimator_diagnostics
 from cascade_core.replay import ReplayDataset, dataset_auc, single_model_points
 from cascade_core.replay.metrics import curve_metrics, dominated_models
+from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
 from cascade_core.strategies import (
     CascadeRouting,
     OptimalCascade,

@@ -28,18 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, StagedEstimates
 from cascade_core.bench.data import BenchSplit, load_bench_data
 from cascade_core.bench.evaluate import Curve, expected_outcome, make_bench_strategy
 from cascade_core.budget import budget_grid, fit_to_budgets
 from cascade_core.estimators import fit_quality_estimator
-from cascade_core.learned.calibration import strong_share_for_budget, threshold_for_share
 from cascade_core.learned.embeddings import embed_texts, get_embedder
 from cascade_core.learned.estimator import fit_learned_estimator
 from cascade_core.learned.routers import make_scorer, strong_win_probability
+from cascade_core.learned.thresholds import strong_share_for_budget, threshold_for_share
 from cascade_core.replay import ReplayDataset, apgr, cpt
 from cascade_core.replay.metrics import curve_metrics, json_safe
 from cascade_core.replay.routellm import load_routellm_evals
+from cascade_core.replay.simulate import BatchContext, StagedEstimates
 
 LEARNED_STRATEGIES = ("routing", "cascade_routing")
 QUALITY_TARGET = 0.95  # RouteLLM's headline: cost at 95% of the strong model's quality

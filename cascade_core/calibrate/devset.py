@@ -55,8 +55,8 @@ class DevRow:
 
     @property
     def prompt(self) -> str:
-        """All message texts, as the estimators see a prompt (`live_estimates.prompt_text`)."""
-        from cascade_core.engine.live_estimates import prompt_text
+        """All message texts, as the estimators see a prompt (`judges.prompt_text`)."""
+        from cascade_core.engine.judges import prompt_text
 
         return prompt_text({"messages": self.messages})
 

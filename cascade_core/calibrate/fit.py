@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.batch import BatchContext, StagedEstimates, run_batch
 from cascade_core.budget import fit_budget, parameter_grid
 from cascade_core.engine.config import StrategySpec
 from cascade_core.errors import InvalidInputError
@@ -42,6 +41,7 @@ from cascade_core.estimators import (
 from cascade_core.estimators.features import table_from_dataset
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.metrics import dominated_models
+from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
 from cascade_core.strategies import make_strategy
 
 

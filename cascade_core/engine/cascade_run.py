@@ -25,8 +25,8 @@ import numpy as np
 from cascade_core.answer_choice import choose_answers
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.cache_usage import CacheUsage
+from cascade_core.engine.judges import Judgement, LiveEstimator
 from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
-from cascade_core.engine.live_estimates import Judgement, LiveEstimator
 from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.engine.session_turn import SessionTurn, asks_cache_write

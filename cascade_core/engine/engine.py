@@ -19,12 +19,12 @@ from typing import Any
 import litellm
 
 from cascade_core.engine.answers import DraftAssembler, ModelAnswer
-from cascade_core.engine.budget_policy import configured_strategy
 from cascade_core.engine.cache_usage import CacheUsage, cache_usage
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import RouterConfig
+from cascade_core.engine.judges import DefaultEstimator, ProfileEstimator
 from cascade_core.engine.ladder import resolve_ladder
-from cascade_core.engine.live_estimates import DefaultEstimator, ProfileEstimator
+from cascade_core.engine.lambda_choice import configured_strategy
 from cascade_core.engine.request import build_request
 from cascade_core.engine.session_link import NO_SESSION, SessionLink, build_store, hold_seconds
 from cascade_core.engine.trace import CascadeResult

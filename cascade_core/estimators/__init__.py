@@ -13,7 +13,6 @@ from cascade_core.estimators.costs import (
     TokenCostModel,
     expected_output_tokens,
     litellm_prices,
-    replay_cost,
 )
 from cascade_core.estimators.features import (
     FeatureSpec,
@@ -75,7 +74,6 @@ __all__ = [
     "posthoc_from_logprobs",
     "profile_from_dict",
     "profile_to_dict",
-    "replay_cost",
     "save_profile",
     "spec_for_dataset",
     "table_from_dataset",

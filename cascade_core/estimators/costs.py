@@ -97,8 +97,3 @@ class TokenCostModel:
             output_price=np.asarray(data["output_price"], dtype=float),
             expected_tokens_out=np.asarray(data["expected_tokens_out"], dtype=float),
         )
-
-
-def replay_cost(dataset: ReplayDataset) -> np.ndarray:
-    """The cost estimate on replay data: the logged cost (n, k)."""
-    return dataset.cost

@@ -40,7 +40,6 @@ from itertools import combinations
 
 import numpy as np
 
-from cascade_core.batch import StagedEstimates
 from cascade_core.estimates import Uncertainty
 from cascade_core.estimators.features import (
     FeatureSpec,
@@ -53,6 +52,7 @@ from cascade_core.estimators.features import (
 from cascade_core.estimators.logistic import LogisticModel, fit_logistic
 from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples
 from cascade_core.replay import ReplayDataset, concat_datasets
+from cascade_core.replay.simulate import StagedEstimates
 
 StateKey = tuple[int, ...]
 # Fitting one regression per (model, state) costs k * 2^k fits; beyond this many models the

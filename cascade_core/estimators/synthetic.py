@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascade_core.batch import StagedEstimates
 from cascade_core.estimates import Uncertainty
 from cascade_core.replay import ReplayDataset
+from cascade_core.replay.simulate import StagedEstimates
 
 
 @dataclass(frozen=True)

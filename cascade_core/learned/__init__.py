@@ -10,12 +10,6 @@ Their offline evaluation with RouteLLM's metrics is `cascade_core.bench.learned`
 (docs/routellm.md); nothing here imports the bench.
 """
 
-from cascade_core.learned.calibration import (
-    route,
-    strong_share_for_budget,
-    threshold_for_budget,
-    threshold_for_share,
-)
 from cascade_core.learned.embeddings import (
     EmbeddingCache,
     HashingEmbedder,
@@ -39,6 +33,12 @@ from cascade_core.learned.routers import (
     crossfit_scores,
     make_scorer,
     strong_win_probability,
+)
+from cascade_core.learned.thresholds import (
+    route,
+    strong_share_for_budget,
+    threshold_for_budget,
+    threshold_for_share,
 )
 
 __all__ = [

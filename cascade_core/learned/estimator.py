@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascade_core.batch import StagedEstimates
 from cascade_core.estimators import LogisticQualityEstimator, fit_quality_estimator
 from cascade_core.learned.routers import ExAnteScorer, crossfit_scores
 from cascade_core.replay import ReplayDataset
+from cascade_core.replay.simulate import StagedEstimates
 
 
 @dataclass
