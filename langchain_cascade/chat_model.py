@@ -126,7 +126,6 @@ class CascadeRouterChatModel(BaseChatModel):
     )
 
     _engine: CascadeEngine = PrivateAttr()
-    _pinned: dict[str, CascadeEngine] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **kwargs: Any) -> None:
         """Build the engine now, so a bad ladder fails at construction, not at first use.
@@ -179,7 +178,6 @@ class CascadeRouterChatModel(BaseChatModel):
         delivered whole (not streamed), and the smallest context window of any model the
         cascade may run. No native structured output is claimed, since a ladder may mix
         providers, so ``create_agent`` uses tool calls for structured responses."""
-        windows = [m.context_window for m in self._engine.parts.ladder if m.context_window]
         profile = ModelProfile(
             text_inputs=True,
             text_outputs=True,
@@ -188,8 +186,9 @@ class CascadeRouterChatModel(BaseChatModel):
             tool_call_streaming=False,
             structured_output=False,
         )
-        if windows:
-            profile["max_input_tokens"] = min(windows)
+        window = self._engine.context_window
+        if window is not None:
+            profile["max_input_tokens"] = window
         return profile
 
     @classmethod
@@ -205,7 +204,7 @@ class CascadeRouterChatModel(BaseChatModel):
     @property
     def model_name(self) -> str:
         """The ladder as one name, for tracing: ``cascade:cheap>strong``."""
-        return "cascade:" + ">".join(m.label for m in self._engine.parts.ladder)
+        return self._engine.name
 
     # -- LangChain identity ---------------------------------------------------------------
 
@@ -217,7 +216,7 @@ class CascadeRouterChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
-            "strategy": self._engine.parts.strategy.name,
+            "strategy": self._engine.strategy.name,
             **self._default_params(),
         }
 
@@ -276,34 +275,9 @@ class CascadeRouterChatModel(BaseChatModel):
         return engine, to_openai_messages(messages), params, with_logprobs
 
     def _engine_for(self, model: str | None) -> CascadeEngine:
-        """The full ladder, or a one-model engine when a call pins a ladder model.
-
-        LangChain's per-call ``model=`` override means "use this model"; for a router that
-        is one rung of its ladder, run alone (its retries, timeout and price unchanged).
-        """
-        if model is None or model == self.model_name:
-            return self._engine
-        if model not in self._pinned:
-            config = self._engine.config
-            specs = [s for s in config.models if model in (s.label, s.model)]
-            if not specs:
-                labels = [s.label for s in config.models]
-                raise InvalidInputError(f"model: {model!r} is not in the ladder {labels}")
-            budget = config.budget
-            pinned = config.model_copy(
-                update={
-                    "models": specs[:1],
-                    "strategy": StrategySpec(name="routing"),
-                    "budget": BudgetSpec(
-                        max_cost_usd=budget.max_cost_usd,
-                        max_cost_usd_per_session=budget.max_cost_usd_per_session,
-                    ),
-                    "profile": None,
-                }
-            )
-            # The same sessions: a pinned call's spend counts towards the session's budget.
-            self._pinned[model] = CascadeEngine(pinned, session_store=self._engine.sessions)
-        return self._pinned[model]
+        """The full ladder, or the engine's one-model engine when a call pins a ladder model
+        (LangChain's per-call ``model=`` means "use this model": for a router, one rung)."""
+        return self._engine if model is None else self._engine.pinned(model)
 
     def _generate(
         self,

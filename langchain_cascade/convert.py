@@ -149,11 +149,11 @@ def _complete_call(raw: dict[str, Any]) -> dict[str, Any]:
 
 def usage_metadata(result: CascadeResult) -> UsageMetadata:
     """Tokens summed over every model the request ran: the drafts were paid for too."""
-    trace = result.trace
+    usage = result.usage
     return UsageMetadata(
-        input_tokens=trace.prompt_tokens,
-        output_tokens=trace.completion_tokens,
-        total_tokens=trace.prompt_tokens + trace.completion_tokens,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
     )
 
 
@@ -164,9 +164,9 @@ def response_metadata(result: CascadeResult, with_logprobs: bool) -> dict[str, A
     by_model = {
         run.model: {
             "status": run.status,
-            "input_tokens": run.prompt_tokens,
-            "output_tokens": run.completion_tokens,
-            "total_tokens": run.prompt_tokens + run.completion_tokens,
+            "input_tokens": run.usage.prompt_tokens,
+            "output_tokens": run.usage.completion_tokens,
+            "total_tokens": run.usage.total_tokens,
             "cost_usd": run.cost_usd,
         }
         for run in trace.runs

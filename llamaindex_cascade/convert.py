@@ -193,33 +193,25 @@ def token_logprobs(items: Sequence[dict[str, Any]] | None) -> list[list[LogProb]
 def response_extras(result: CascadeResult) -> dict[str, Any]:
     """What LlamaIndex callers read besides the message: which model answered, the trace,
     and usage summed over every model run (drafts are paid for too)."""
-    trace = result.trace
     return {
         "model": result.model,
         "model_index": result.model_index,
         "finish_reason": result.answer.finish_reason,
-        "cost_usd": trace.cost_usd,
-        "prompt_tokens": trace.prompt_tokens,
-        "completion_tokens": trace.completion_tokens,
-        "total_tokens": trace.prompt_tokens + trace.completion_tokens,
-        "cascade_trace": trace.as_dict(),
+        "cost_usd": result.cost_usd,
+        **result.usage.as_openai(),
+        "cascade_trace": result.trace.as_dict(),
     }
 
 
 def raw_response(result: CascadeResult) -> dict[str, Any]:
     """An OpenAI-shaped plain dict, so token counters that read ``raw['usage']`` work."""
     answer: ModelAnswer = result.answer
-    trace = result.trace
     return {
         "model": result.model,
         "choices": [
             {"index": 0, "message": answer.message(), "finish_reason": answer.finish_reason}
         ],
-        "usage": {
-            "prompt_tokens": trace.prompt_tokens,
-            "completion_tokens": trace.completion_tokens,
-            "total_tokens": trace.prompt_tokens + trace.completion_tokens,
-        },
+        "usage": result.usage.as_openai(),
     }
 
 

@@ -125,14 +125,13 @@ class CascadeRouterLLM(FunctionCallingLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        ladder = self._engine.parts.ladder
-        windows = [m.context_window for m in ladder if m.context_window is not None]
+        window = self.context_window or self._engine.context_window
         return LLMMetadata(
-            context_window=self.context_window or min(windows, default=DEFAULT_CONTEXT_WINDOW),
+            context_window=window or DEFAULT_CONTEXT_WINDOW,
             num_output=self.max_tokens or DEFAULT_NUM_OUTPUTS,
             is_chat_model=True,
             is_function_calling_model=True,
-            model_name="cascade:" + ">".join(m.label for m in ladder),
+            model_name=self._engine.name,
         )
 
     @contextmanager

@@ -10,7 +10,7 @@ from cascade_core.engine.engine import (
     StreamEvent,
     TextDelta,
 )
-from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun
+from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun, TokenUsage
 
 __all__ = [
     "BudgetSpec",
@@ -28,4 +28,5 @@ __all__ = [
     "StrategySpec",
     "StreamEvent",
     "TextDelta",
+    "TokenUsage",
 ]

@@ -21,9 +21,9 @@ import litellm
 from cascade_core.engine.answers import DraftAssembler, ModelAnswer
 from cascade_core.engine.cache_usage import CacheUsage, cache_usage
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
-from cascade_core.engine.config import RouterConfig
+from cascade_core.engine.config import BudgetSpec, RouterConfig, StrategySpec
 from cascade_core.engine.judges import DefaultEstimator, ProfileEstimator
-from cascade_core.engine.ladder import resolve_ladder
+from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.engine.lambda_choice import configured_strategy
 from cascade_core.engine.request import build_request
 from cascade_core.engine.session_link import NO_SESSION, SessionLink, build_store, hold_seconds
@@ -32,6 +32,7 @@ from cascade_core.errors import CascadeStreamError, InvalidInputError
 from cascade_core.sessions.state import SessionSnapshot
 from cascade_core.sessions.store import SessionStore
 from cascade_core.signals.access import get_field
+from cascade_core.strategies import Strategy
 
 # Check a streamed draft for early abort every this many tokens: often enough to save most
 # of a hopeless draft, rarely enough that the check costs nothing next to token latency.
@@ -97,14 +98,74 @@ class CascadeEngine:
         self.sessions: SessionStore = (
             session_store if session_store is not None else build_store(config.session)
         )
+        self._pinned: dict[str, CascadeEngine] = {}
 
     @classmethod
     def from_config(cls, path: str | Path) -> CascadeEngine:
         return cls(RouterConfig.from_file(path))
 
     def __repr__(self) -> str:
-        labels = ", ".join(m.label for m in self.parts.ladder)
-        return f"CascadeEngine(models=[{labels}], strategy={self.parts.strategy.name!r})"
+        labels = ", ".join(m.label for m in self.ladder)
+        return f"CascadeEngine(models=[{labels}], strategy={self.strategy.name!r})"
+
+    # -- what frameworks need to know about the ladder ---------------------------------
+
+    @property
+    def ladder(self) -> tuple[LadderModel, ...]:
+        """The models, cheapest first, with their resolved prices and limits."""
+        return self.parts.ladder
+
+    @property
+    def strategy(self) -> Strategy:
+        """The strategy every request is routed by."""
+        return self.parts.strategy
+
+    @property
+    def name(self) -> str:
+        """The ladder as one model name for tracing and framework metadata:
+        ``cascade:cheap>strong``."""
+        return "cascade:" + ">".join(m.label for m in self.ladder)
+
+    @property
+    def context_window(self) -> int | None:
+        """The smallest context window of any model the cascade may run (None when no model
+        has a known one): a prompt packed to this size fits every model it may escalate to."""
+        windows = [m.context_window for m in self.ladder if m.context_window is not None]
+        return min(windows, default=None)
+
+    def pinned(self, model: str) -> CascadeEngine:
+        """A one-model engine for ``model`` (a ladder label or model name): that rung run
+        alone, with its retries, timeout, price and cost caps unchanged, and this engine's
+        session store, so a pinned call's spend counts towards its session's budget.
+
+        Built once per model and kept (engines are immutable, so sharing one is safe).
+        """
+        if model == self.name:
+            return self
+        engine = self._pinned.get(model)
+        if engine is None:
+            engine = self._pinned.setdefault(model, self._one_model_engine(model))
+        return engine
+
+    def _one_model_engine(self, model: str) -> CascadeEngine:
+        config = self.config
+        specs = [s for s in config.models if model in (s.label, s.model)]
+        if not specs:
+            labels = [s.label for s in config.models]
+            raise InvalidInputError(f"model: {model!r} is not in the ladder {labels}")
+        budget = config.budget
+        one = config.model_copy(
+            update={
+                "models": specs[:1],
+                "strategy": StrategySpec(name="routing"),
+                "budget": BudgetSpec(
+                    max_cost_usd=budget.max_cost_usd,
+                    max_cost_usd_per_session=budget.max_cost_usd_per_session,
+                ),
+                "profile": None,
+            }
+        )
+        return CascadeEngine(one, session_store=self.sessions)
 
     def start(
         self,

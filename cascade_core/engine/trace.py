@@ -14,6 +14,28 @@ from cascade_core.engine.answers import ModelAnswer
 RunStatus = Literal["ok", "unusable", "failed", "skipped", "aborted"]
 
 
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens billed: of one model run, or summed over every run of a request (drafts are
+    paid for, so a request's usage counts them)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those billed at the cache-read price
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_openai(self) -> dict[str, int]:
+        """OpenAI's ``usage`` object (what token counters and OpenAI clients read)."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
 @dataclass
 class ModelRun:
     """One model of the ladder in one request: answered, answered unusably (empty, refused,
@@ -37,6 +59,10 @@ class ModelRun:
     cached_tokens: int = 0  # prompt tokens the provider billed at its cache-read price
     cache_write_tokens: int = 0  # prompt tokens it billed at its cache-write price
     expected_cached_tokens: int = 0  # what the cost estimate assumed the cache would hold
+
+    @property
+    def usage(self) -> TokenUsage:
+        return TokenUsage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
 
 @dataclass
@@ -70,16 +96,25 @@ class CascadeTrace:
         return sum(run.cost_usd for run in self.runs)
 
     @property
+    def usage(self) -> TokenUsage:
+        """Tokens summed over every run of the request."""
+        return TokenUsage(
+            prompt_tokens=sum(run.prompt_tokens for run in self.runs),
+            completion_tokens=sum(run.completion_tokens for run in self.runs),
+            cached_tokens=sum(run.cached_tokens for run in self.runs),
+        )
+
+    @property
     def prompt_tokens(self) -> int:
-        return sum(run.prompt_tokens for run in self.runs)
+        return self.usage.prompt_tokens
 
     @property
     def completion_tokens(self) -> int:
-        return sum(run.completion_tokens for run in self.runs)
+        return self.usage.completion_tokens
 
     @property
     def cached_tokens(self) -> int:
-        return sum(run.cached_tokens for run in self.runs)
+        return self.usage.cached_tokens
 
     @property
     def models_run(self) -> list[str]:
@@ -115,3 +150,8 @@ class CascadeResult:
     @property
     def cost_usd(self) -> float:
         return self.trace.cost_usd
+
+    @property
+    def usage(self) -> TokenUsage:
+        """Tokens of every model the request ran, drafts included (they were billed)."""
+        return self.trace.usage
