@@ -91,38 +91,80 @@ def supermodel_values(
 ) -> FloatArray:
     """Sample mean of the pointwise max over each supermodel: (n, M) for quality (n, k).
 
-    ``noise`` (S, k) are the error samples added to every query's means (one zero row gives
-    the max of the means exactly). Queries are taken ``chunk_queries`` at a time (by default
-    as many as fit in `CHUNK_BYTES`), so memory stays O(chunk x S x (k + M)) whatever n is.
-    Chunking does not change a single bit of the result: each value depends only on its own
-    query's samples, and is reduced over the same contiguous sample axis. A supermodel that
-    extends one computed before it by one model (prefixes of a cascade, supersets of the run
-    set) costs one elementwise maximum.
+    ``masks`` are boolean: (M, k) supermodels shared by every query, or (n, M, k) one list per
+    query (a cascade's prefixes along each query's own order). ``noise`` (S, k) are the error
+    samples added to every query's means (one zero row gives the max of the means exactly).
+    Queries are taken ``chunk_queries`` at a time (by default as many as fit in
+    `CHUNK_BYTES`), so memory stays O(chunk x S x (k + M)) whatever n is. Chunking does not
+    change a single bit of the result: each value depends only on its own query's samples,
+    and is reduced over the same contiguous sample axis. A supermodel that extends one
+    computed before it by one model (prefixes of a cascade, supersets of the run set) costs
+    one elementwise maximum.
     """
     quality = np.asarray(quality, dtype=float)
     noise = np.asarray(noise, dtype=float)
+    masks = np.asarray(masks, dtype=bool)
     n_queries, n_models = quality.shape
     n_samples = noise.shape[0]
-    plans = _fold_plans(np.asarray(masks, dtype=bool))
+    n_supermodels = masks.shape[-2]
+    if masks.ndim == 3 and masks.shape[0] != n_queries:
+        raise InvalidInputError(
+            f"supermodels: {masks.shape[0]} per-query lists for {n_queries} queries"
+        )
     if chunk_queries is None:
-        per_query = 8 * n_samples * (n_models + len(plans) + 1)
+        per_query = 8 * n_samples * (2 * n_models + n_supermodels + 1)
         chunk_queries = max(1, CHUNK_BYTES // per_query)
-    result = np.empty((n_queries, len(plans)))
+    result = np.empty((n_queries, n_supermodels))
     for start in range(0, n_queries, chunk_queries):
         stop = min(start + chunk_queries, n_queries)
-        # (k, c, S): each model's samples contiguous, so a supermodel's max is elementwise
-        # maxima of (c, S) blocks instead of a reduction over a short axis.
-        samples = quality[start:stop].T[:, :, None] + noise.T[:, None, :]
-        maxima: list[FloatArray] = []
-        for j, (parent, added) in enumerate(plans):
-            if parent < 0:
-                best = samples[added[0]].copy()
-                for m in added[1:]:
-                    np.maximum(best, samples[m], out=best)
-            else:
-                best = np.maximum(maxima[parent], samples[added[0]])
-            maxima.append(best)
-            result[start:stop, j] = best.mean(axis=1)
+        if masks.ndim == 2:
+            result[start:stop] = _shared_values(quality[start:stop], noise, masks)
+        else:
+            result[start:stop] = _per_query_values(quality[start:stop], noise, masks[start:stop])
+    return result
+
+
+def _shared_values(quality: FloatArray, noise: FloatArray, masks: FloatArray) -> FloatArray:
+    """One chunk's values of supermodels shared by its queries: (c, M)."""
+    # (k, c, S): each model's samples contiguous, so a supermodel's max is elementwise
+    # maxima of (c, S) blocks instead of a reduction over a short axis.
+    samples = quality.T[:, :, None] + noise.T[:, None, :]
+    result = np.empty((quality.shape[0], len(masks)))
+    maxima: list[FloatArray] = []
+    for j, (parent, added) in enumerate(_fold_plans(masks)):
+        if parent < 0:
+            best = samples[added[0]].copy()
+            for m in added[1:]:
+                np.maximum(best, samples[m], out=best)
+        else:
+            best = np.maximum(maxima[parent], samples[added[0]])
+        maxima.append(best)
+        result[:, j] = best.mean(axis=1)
+    return result
+
+
+def _per_query_values(quality: FloatArray, noise: FloatArray, masks: FloatArray) -> FloatArray:
+    """One chunk's values of per-query supermodels (c, M, k): (c, M).
+
+    A list whose every query's supermodel is the previous one plus one model (prefixes along
+    per-query orders) folds that model in by a gather and one elementwise maximum; any other
+    is the maximum over its members, non-members masked to -inf (never a maximum, since
+    every supermodel has a member). Both are exact maxima of the same samples.
+    """
+    n_queries = quality.shape[0]
+    # (c, k, S): a query's model samples contiguous, gathered per query by model index.
+    samples = quality[:, :, None] + noise.T[None, :, :]
+    every = np.arange(n_queries)
+    result = np.empty((n_queries, masks.shape[1]))
+    best: FloatArray | None = None
+    for j in range(masks.shape[1]):
+        mask = masks[:, j]
+        added = mask & ~masks[:, j - 1] if j else mask
+        if best is not None and (added.sum(axis=1) == 1).all() and (mask >= masks[:, j - 1]).all():
+            best = np.maximum(best, samples[every, added.argmax(axis=1)])
+        else:
+            best = np.where(mask[:, :, None], samples, -np.inf).max(axis=1)
+        result[:, j] = best.mean(axis=1)
     return result
 
 

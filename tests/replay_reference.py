@@ -69,9 +69,20 @@ class UnchunkedContext:
             quality=quality[rows],
             cost=self.staged.cost[rows],
             uncertainty=uncertainty,
-            expected_max=lambda masks, expectation: self.expected_max(ran, masks, expectation)[
-                rows
-            ],
+            expected_max=lambda masks, expectation: self._group_values(
+                ran, rows, np.asarray(masks, dtype=bool), expectation
+            ),
+        )
+
+    def _group_values(self, ran, rows, masks, expectation):
+        """(M, k) supermodels for every row, or (len(rows), M, k) one list per row."""
+        if masks.ndim == 2:
+            return self.expected_max(ran, masks, expectation)[rows]
+        n_rows, n_supermodels, k = masks.shape
+        distinct, inverse = np.unique(masks.reshape(-1, k), axis=0, return_inverse=True)
+        columns = self.expected_max(ran, distinct, expectation)[rows]
+        return columns[np.repeat(np.arange(n_rows), n_supermodels), inverse.ravel()].reshape(
+            n_rows, n_supermodels
         )
 
 

@@ -146,9 +146,9 @@ class BatchContext:
         self.n_samples = n_samples
         self.chunk_queries = chunk_queries
         self.max_cache_bytes = max_cache_bytes
-        self._tables: _BoundedCache[tuple[frozenset[int], bool], _ValueTable] = _BoundedCache(
-            max_cache_bytes, lambda table: table.nbytes
-        )
+        # Keyed by (state, expectation, 0 for shared supermodels or M for per-query lists).
+        self._tables: _BoundedCache[tuple[frozenset[int], bool, int], _ValueTable | _RowTable]
+        self._tables = _BoundedCache(max_cache_bytes, lambda table: table.nbytes)
 
     @property
     def cache_bytes(self) -> int:
@@ -169,28 +169,53 @@ class BatchContext:
     ) -> FloatArray:
         """E[max] (or max of means) of each supermodel for the queries ``rows``: (len(rows), M).
 
-        Only values not cached yet are computed.
+        ``masks`` are (M, k) supermodels shared by the rows or (len(rows), M, k) one list per
+        row (`supermodel_values`). Only values not cached yet are computed.
         """
         masks = np.asarray(masks, dtype=bool)
-        key = (ran, expectation)
+        if masks.ndim == 3:
+            return self._per_query_values(ran, masks, expectation, rows)
+        key = (ran, expectation, 0)
         table = self._tables.get(key)
-        if table is None:
+        if not isinstance(table, _ValueTable):
             table = _ValueTable(self.staged.n_queries)
-        columns = table.columns_of(masks)
-        self._tables.put(key, table)  # newest, so it stays whatever its size
-        block = table.values[np.ix_(rows, columns)]
-        missing = np.isnan(block).any(axis=1)
+        columns, filled = table.columns_of(masks)
+        missing = ~filled[rows]
         if missing.any():
-            quality, uncertainty = self.staged.state(ran)
-            if expectation:
-                noise = error_samples(uncertainty, self.n_samples)
-            else:  # one zero sample: the max of the means, exactly
-                noise = np.zeros((1, self.staged.n_models))
             todo = rows[missing]
-            computed = supermodel_values(quality[todo], noise, masks, self.chunk_queries)
-            table.values[np.ix_(todo, columns)] = computed
-            block[missing] = computed
-        return block
+            table.store(todo, columns, self._compute(ran, masks, expectation, todo))
+            filled[todo] = True
+        self._tables.put(key, table)  # newest, so it stays whatever its size
+        return table.block(rows, columns)
+
+    def _per_query_values(
+        self, ran: frozenset[int], masks: np.ndarray, expectation: bool, rows: np.ndarray
+    ) -> FloatArray:
+        if masks.shape[0] != len(rows):
+            raise InvalidInputError(
+                f"supermodels: {masks.shape[0]} per-query lists for {len(rows)} queries"
+            )
+        key = (ran, expectation, masks.shape[1])
+        table = self._tables.get(key)
+        if not isinstance(table, _RowTable):
+            table = _RowTable(self.staged.n_queries, masks.shape[1], self.staged.n_models)
+        missing = table.missing(rows, masks)
+        if missing.any():
+            todo = rows[missing]
+            todo_masks = masks[missing]
+            table.store(todo, todo_masks, self._compute(ran, todo_masks, expectation, todo))
+        self._tables.put(key, table)
+        return table.rows(rows)
+
+    def _compute(
+        self, ran: frozenset[int], masks: np.ndarray, expectation: bool, rows: np.ndarray
+    ) -> FloatArray:
+        quality, uncertainty = self.staged.state(ran)
+        if expectation:
+            noise = error_samples(uncertainty, self.n_samples)
+        else:  # one zero sample: the max of the means, exactly
+            noise = np.zeros((1, self.staged.n_models))
+        return supermodel_values(quality[rows], noise, masks, self.chunk_queries)
 
     def group(self, ran: frozenset[int], rows: np.ndarray) -> StateGroup:
         quality, uncertainty = self.staged.state(ran)
@@ -245,29 +270,26 @@ class _BoundedCache(Generic[K, V]):
 
 
 class _ValueTable:
-    """One state's supermodel values for every query of a replay; NaN until computed.
+    """One state's values of shared supermodels for every query of a replay.
 
     Columns are supermodels, added as strategies ask for them (capacity doubles, so adding
-    them one order group at a time stays linear); a computed value is never NaN, since
-    qualities, noise and their maxima are finite.
+    them one order group at a time stays linear). Each list of supermodels asked for keeps
+    which rows it has computed, so a lookup is one gather, not a scan for missing values.
     """
 
     def __init__(self, n_queries: int) -> None:
         self._data = np.empty((n_queries, 0))
         self._width = 0
         self._columns: dict[bytes, int] = {}
-        self._lookups: dict[tuple[tuple[int, ...], bytes], np.ndarray] = {}
-
-    @property
-    def values(self) -> FloatArray:
-        return self._data[:, : self._width]
+        self._lookups: dict[tuple[tuple[int, ...], bytes], tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def nbytes(self) -> int:
-        return int(self._data.nbytes)
+        return int(self._data.nbytes) + sum(f.nbytes for _, f in self._lookups.values())
 
-    def columns_of(self, masks: FloatArray) -> np.ndarray:
-        """The column of each supermodel (rows of ``masks``), adding the new ones."""
+    def columns_of(self, masks: FloatArray) -> tuple[np.ndarray, np.ndarray]:
+        """The column of each supermodel (rows of ``masks``), adding the new ones, and the
+        rows computed for this list (to be updated by the caller as it stores them)."""
         lookup = (masks.shape, masks.tobytes())
         if lookup not in self._lookups:
             keys = [np.packbits(mask).tobytes() for mask in masks]
@@ -275,16 +297,56 @@ class _ValueTable:
                 if key not in self._columns:
                     self._columns[key] = len(self._columns)
             self._reserve(len(self._columns))
-            self._lookups[lookup] = np.array([self._columns[k] for k in keys], dtype=np.intp)
+            columns = np.array([self._columns[k] for k in keys], dtype=np.intp)
+            columns.setflags(write=False)
+            self._lookups[lookup] = (columns, np.zeros(self._data.shape[0], dtype=bool))
         return self._lookups[lookup]
+
+    def store(self, rows: np.ndarray, columns: np.ndarray, values: FloatArray) -> None:
+        self._data[np.ix_(rows, columns)] = values
+
+    def block(self, rows: np.ndarray, columns: np.ndarray) -> FloatArray:
+        start = int(columns[0])
+        if (columns == np.arange(start, start + len(columns))).all():
+            return self._data[rows, start : start + len(columns)]
+        return self._data[np.ix_(rows, columns)]
 
     def _reserve(self, width: int) -> None:
         if width > self._data.shape[1]:
             capacity = max(width, 2 * self._data.shape[1])
-            data = np.full((self._data.shape[0], capacity), np.nan)
-            data[:, : self._width] = self.values
+            data = np.empty((self._data.shape[0], capacity))
+            data[:, : self._width] = self._data[:, : self._width]
             self._data = data
         self._width = width
+
+
+class _RowTable:
+    """One state's values of per-query supermodel lists (M each) for every query of a replay.
+
+    A row's values are kept with the masks they were computed for, and served only while a
+    lookup asks for those very masks (another order recomputes the row), so memory is
+    O(queries x M) whatever the number of distinct supermodels across queries. A row never
+    computed has an all-false list, which no lookup asks for (every supermodel has a member).
+    """
+
+    def __init__(self, n_queries: int, n_supermodels: int, n_models: int) -> None:
+        self._values = np.empty((n_queries, n_supermodels))
+        self._masks = np.zeros((n_queries, n_supermodels, n_models), dtype=bool)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._values.nbytes + self._masks.nbytes)
+
+    def missing(self, rows: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` have no values for their ``masks`` (len(rows), M, k)."""
+        return ~(self._masks[rows] == masks).reshape(len(rows), -1).all(axis=1)
+
+    def store(self, rows: np.ndarray, masks: np.ndarray, values: FloatArray) -> None:
+        self._masks[rows] = masks
+        self._values[rows] = values
+
+    def rows(self, rows: np.ndarray) -> FloatArray:
+        return self._values[rows]
 
 
 @dataclass(frozen=True)

@@ -45,17 +45,32 @@ class OptimalCascade(Strategy):
             return order[:, 0].copy()
         if step >= order.shape[1]:
             return np.full(n_queries, STOP)
-        lam = per_step_value(self.lam, step)
-        result = np.full(n_queries, STOP)
-        # Queries share prefixes only when they share the order; group them by order.
-        orders, inverse = np.unique(order, axis=0, return_inverse=True)
-        for k, row_order in enumerate(orders):
-            rows = np.flatnonzero(inverse.ravel() == k)
-            prefixes = np.zeros((len(row_order) - step + 1, n_models), dtype=bool)
-            for length in range(step, len(row_order) + 1):
-                prefixes[length - step, row_order[:length]] = True
-            value = group.expected_max(prefixes, self.expectation)[rows]
-            objective = value - lam * (group.cost[rows] @ prefixes.T)
-            go_on = objective[:, 1:].max(axis=1, initial=-np.inf) > objective[:, 0] + TIE_TOLERANCE
-            result[rows] = np.where(go_on, row_order[step], STOP)
-        return result
+        lengths = np.arange(step, order.shape[1] + 1)
+        if (order == order[0]).all():  # one order: the prefixes are shared by every query
+            prefixes = prefix_masks(order[:1], lengths, n_models)[0]
+            value = group.expected_max(prefixes, self.expectation)
+            price = prefix_prices(group.cost, prefixes[None])
+        else:  # each query's own prefixes, evaluated together
+            prefixes = prefix_masks(order, lengths, n_models)
+            value = group.expected_max(prefixes, self.expectation)
+            price = prefix_prices(group.cost, prefixes)
+        objective = value - per_step_value(self.lam, step) * price
+        go_on = objective[:, 1:].max(axis=1, initial=-np.inf) > objective[:, 0] + TIE_TOLERANCE
+        return np.where(go_on, order[:, step], STOP)
+
+
+def prefix_masks(order: np.ndarray, lengths: np.ndarray, n_models: int) -> np.ndarray:
+    """(n, L, k) masks of each row's first ``lengths`` models along its ``order`` (n, <= k)."""
+    rank = np.full((order.shape[0], n_models), n_models)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
+    return rank[:, None, :] < lengths[None, :, None]
+
+
+def prefix_prices(cost: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+    """Total cost of each prefix, (n, L), for prefixes (n or 1, L, k).
+
+    A sum over each row's own contiguous model axis, so a query's price does not depend on
+    which other queries share its batch (a matrix product may block differently by shape),
+    and the live path (a batch of one) prices exactly as the replay does.
+    """
+    return (cost[:, None, :] * prefixes).sum(axis=2)
