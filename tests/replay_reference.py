@@ -13,7 +13,6 @@ import numpy as np
 from cascade_core.expected_max import DEFAULT_SAMPLES, standard_normal_samples
 from cascade_core.replay.simulate import StagedEstimates
 from cascade_core.strategies import STOP, StateGroup, Strategy
-from cascade_core.strategies.mixed import MixedStrategy
 
 
 def reference_values(
@@ -96,10 +95,7 @@ def replay_one_at_a_time(
     model, then to the lower index (cascade_core/answer_choice.py's rule, live and replay).
     """
     n, k = staged.n_queries, staged.n_models
-    policies = [strategy] * n
-    if isinstance(strategy, MixedStrategy):
-        draws = np.random.default_rng(strategy.seed).random(n)
-        policies = [strategy.pick(float(d)) for d in draws]
+    policies = [strategy.for_query(float(d)) for d in strategy.query_draws(n)]
     ran = np.zeros((n, k), dtype=bool)
     answer = np.empty(n, dtype=np.intp)
     for query, policy in enumerate(policies):

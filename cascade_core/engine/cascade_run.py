@@ -37,8 +37,7 @@ from cascade_core.sessions.messages import for_model
 from cascade_core.sessions.policy import SessionPolicy, ToolLoop
 from cascade_core.sessions.state import SessionSnapshot, SessionUpdate
 from cascade_core.signals import message_signals
-from cascade_core.strategies import Routing, Strategy
-from cascade_core.strategies.mixed import MixedStrategy
+from cascade_core.strategies import Strategy
 
 
 @dataclass(frozen=True)
@@ -111,12 +110,7 @@ class CascadeRun:
         self.parts = parts
         self.request = request
         ladder = parts.ladder
-        strategy = parts.strategy
-        self.strategy = (
-            strategy.pick(request_draw(request))
-            if isinstance(strategy, MixedStrategy)
-            else strategy
-        )
+        self.strategy = parts.strategy.for_query(request_draw(request))
         self.trace = CascadeTrace(strategy=self.strategy.name)
         # Each model gets the history as it can accept it (reasoning of other models dropped,
         # foreign tool-call ids rewritten), the session telling who issued which call.
@@ -323,8 +317,10 @@ class CascadeRun:
             self.trace.decisions.append(note)
 
     def _is_final(self, model: LadderModel) -> bool:
-        """True when no other model can run after this one, so its answer is the answer."""
-        if isinstance(self.strategy, Routing) or model.index == self._exclusive:
+        """True when no other model can run after this one, so its answer is the answer: the
+        strategy looks at no more answers, the session pins this model, or none is left."""
+        limit = self.strategy.max_answers
+        if model.index == self._exclusive or (limit is not None and len(self.answers) >= limit - 1):
             return True
         others = [
             m

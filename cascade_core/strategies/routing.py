@@ -36,6 +36,7 @@ class Routing(Strategy):
     lam: float = 0.0
     tie_break: TieBreak = "cheapest"
     name = "routing"
+    max_answers = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lam", check_parameter("lam", self.lam))
