@@ -128,7 +128,7 @@ class CascadeRouterChatModel(BaseChatModel):
     _engine: CascadeEngine = PrivateAttr()
 
     def __init__(self, **kwargs: Any) -> None:
-        """Build the engine now, so a bad ladder fails at construction, not at first use.
+        """Build the engine here, so a bad ladder fails at construction, not at first use.
 
         Outside pydantic validation on purpose: pydantic's errors echo the input values,
         while the engine's name the field and the fix and never print a value.

@@ -171,7 +171,7 @@ class CascadeRouterLLM(FunctionCallingLLM):
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        # Messages convert now, so unsupported content fails at the call, not mid-iteration.
+        # Messages convert before the stream starts: unsupported content fails at the call.
         events = self._engine.stream(to_openai_messages(messages), **self._params(kwargs))
         return _chat_stream(events)
 

@@ -123,3 +123,15 @@ def test_usage_of_an_escalated_request_counts_the_draft() -> None:
     assert [r.usage.prompt_tokens for r in result.trace.runs] == [11, 13]
     assert [r.usage.completion_tokens for r in result.trace.runs] == [len(WRONG), len(RIGHT)]
     assert result.usage == TokenUsage(24, len(WRONG) + len(RIGHT), 0)
+
+
+def test_building_an_engine_turns_litellm_banners_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one place that does it (CLI jobs rely on it: a banner would corrupt their JSON)."""
+    import litellm
+
+    from cascade_core.engine import RouterConfig
+    from cascade_core.jobs.runner import make_engine
+
+    monkeypatch.setattr(litellm, "suppress_debug_info", False)
+    make_engine(RouterConfig.from_dict({"models": [rung("small", 1e-7)]}, source="test"))
+    assert litellm.suppress_debug_info is True

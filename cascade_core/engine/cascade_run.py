@@ -79,7 +79,7 @@ class ModelCall:
         return int(self.params.get("n") or 1)
 
     def kwargs(self, stream: bool) -> dict[str, Any]:
-        """LiteLLM keyword arguments, API key included (read from the environment now)."""
+        """LiteLLM keyword arguments, API key included (read from the environment per call)."""
         kwargs = dict(self.params)
         key = self.model.api_key()
         if key is not None:

@@ -195,7 +195,7 @@ def _neutralise_set_verbose() -> None:
         vars(module)["set_verbose"] = False
         try:
             module.__class__ = _VerboseToLogger
-        except TypeError:  # a module class of LiteLLM's own: the flag is at least off now
+        except TypeError:  # a module class of LiteLLM's own: the flag is at least off
             continue
         if wanted:
             module.set_verbose = True

@@ -121,7 +121,7 @@ class SessionTurn:
         input_tokens: Sequence[int],
         result: CascadeResult | None,
     ) -> SessionUpdate:
-        """Models that were billed have the prompt they were sent in their cache now; the
+        """Models that were billed have the prompt they were sent in their cache; the
         answering model becomes the session's model and issuer of its tool calls."""
         prefixes: dict[str, ServedPrefix] = {}
         for index in billed:

@@ -88,12 +88,10 @@ async def run_row(engine: Any, row: InputRow, with_trace: bool) -> dict[str, Any
 
 
 def make_engine(config: RouterConfig) -> Any:
-    """The engine for a job; LiteLLM's own banners on stdout would corrupt the summary line."""
-    import litellm
-
+    """The engine for a job. Building it resolves the ladder, which also turns LiteLLM's
+    stdout banners off (they would corrupt the summary line)."""
     from cascade_core.engine import CascadeEngine
 
-    litellm.suppress_debug_info = True
     return CascadeEngine(config)
 
 
