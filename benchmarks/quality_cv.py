@@ -24,8 +24,9 @@ import numpy as np
 
 from cascade_core.bench.data import BenchSplit, load_bench_data
 from cascade_core.bench.evaluate import evaluate_split
-from cascade_core.estimators import LogisticQualityEstimator, fit_quality_estimator
-from cascade_core.estimators.quality import cv_folds
+from cascade_core.estimators import LogisticQualityEstimator
+from cascade_core.fitting import fit_quality_estimator
+from cascade_core.fitting.quality import cv_folds
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cascade_logs"
 

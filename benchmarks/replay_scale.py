@@ -42,8 +42,8 @@ def run_one(strategy: str, n_test: int, n_train: int, unchunked: bool, seed: int
     """One child's work: the bench's sweep of one strategy, timed (data generation apart)."""
     from cascade_core.bench.evaluate import DEFAULT_BUDGETS, make_bench_strategy, sweep
     from cascade_core.budget import budget_grid
-    from cascade_core.estimators import fit_noisy_oracle
     from cascade_core.expected_max import DEFAULT_SAMPLES
+    from cascade_core.fitting import fit_noisy_oracle
     from cascade_core.replay import auc, auc_range
     from cascade_core.replay.simulate import BatchContext
     from tests.replay_reference import UnchunkedContext

@@ -16,9 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # `X as X`: an explicit re-export for type checkers
-    from cascade_core.budget import BudgetFit as BudgetFit
     from cascade_core.budget import budget_grid as budget_grid
-    from cascade_core.budget import fit_budget as fit_budget
     from cascade_core.engine import CascadeEngine as CascadeEngine
     from cascade_core.engine import CascadeResult as CascadeResult
     from cascade_core.engine import RouterConfig as RouterConfig
@@ -28,6 +26,8 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export for type checkers
     from cascade_core.errors import InvalidInputError as InvalidInputError
     from cascade_core.estimates import QueryEstimates as QueryEstimates
     from cascade_core.estimates import Uncertainty as Uncertainty
+    from cascade_core.fitting.budget import BudgetFit as BudgetFit
+    from cascade_core.fitting.budget import fit_budget as fit_budget
     from cascade_core.replay.simulate import BatchContext as BatchContext
     from cascade_core.replay.simulate import BatchOutcome as BatchOutcome
     from cascade_core.replay.simulate import StagedEstimates as StagedEstimates
@@ -60,9 +60,9 @@ _EXPORTS: dict[str, str] = {
     "QueryEstimates": "cascade_core.estimates",
     "Uncertainty": "cascade_core.estimates",
     # fitting lambda to a budget
-    "BudgetFit": "cascade_core.budget",
+    "BudgetFit": "cascade_core.fitting.budget",
     "budget_grid": "cascade_core.budget",
-    "fit_budget": "cascade_core.budget",
+    "fit_budget": "cascade_core.fitting.budget",
     # replaying a strategy over logged answers
     "BatchContext": "cascade_core.replay.simulate",
     "BatchOutcome": "cascade_core.replay.simulate",

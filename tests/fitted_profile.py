@@ -11,7 +11,7 @@ import numpy as np
 
 from cascade_core.calibrate.fit import CalibrationData, build_profile
 from cascade_core.engine.config import StrategySpec
-from cascade_core.estimators import fit_quality_estimator
+from cascade_core.fitting import fit_quality_estimator
 from cascade_core.replay import ReplayDataset
 
 

@@ -9,10 +9,16 @@ from hypothesis import strategies as st
 
 from cascade_core.bench.evaluate import expected_outcome
 from cascade_core.bench.threshold_baseline import apply_thresholds, fit_thresholds
-from cascade_core.budget import budget_grid, fit_budget, fit_to_budgets, lambdas_for_cost
-from cascade_core.estimators import fit_quality_estimator
-from cascade_core.estimators.diagnostics import calibration_error, estimator_diagnostics
-from cascade_core.estimators.quality import cv_folds, honest_scale, log_loss
+from cascade_core.budget import budget_grid, lambdas_for_cost
+from cascade_core.fitting import (
+    crossfit_staged,
+    fit_budget,
+    fit_quality_estimator,
+    fit_to_budgets,
+    staged_estimates,
+)
+from cascade_core.fitting.diagnostics import calibration_error, estimator_diagnostics
+from cascade_core.fitting.quality import cv_folds, honest_scale, log_loss
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.metrics import cost_share_at, dominated_models, json_safe
 from cascade_core.replay.simulate import BatchContext, StagedEstimates
@@ -64,8 +70,8 @@ def test_out_of_fold_estimates_are_never_fitted_on_their_own_row() -> None:
         )
     # the in-sample (full-data) regression does see the flip
     table_rows = data.subset([7])
-    before = fitted.staged(table_rows).state(frozenset(state))[0][0, 2]
-    after = refit.staged(table_rows).state(frozenset(state))[0][0, 2]
+    before = staged_estimates(fitted, table_rows).state(frozenset(state))[0][0, 2]
+    after = staged_estimates(refit, table_rows).state(frozenset(state))[0][0, 2]
     assert before != after
 
 
@@ -83,7 +89,7 @@ def test_floor_is_a_monotone_calibration_of_the_own_signal() -> None:
     data = replay(300, 4)
     fitted = fit_quality_estimator(data)
     state = (1,)
-    quality = fitted.staged(data).state(frozenset(state))[0][:, 1]
+    quality = staged_estimates(fitted, data).state(frozenset(state))[0][:, 1]
     if fitted.crossfit.choices[(1, state)].features == "floor":
         for task in ("a", "b"):
             rows = np.flatnonzero(np.array(data.tasks) == task)
@@ -152,7 +158,7 @@ def test_calibration_error_of_a_calibrated_and_a_biased_estimate() -> None:
 def test_sweep_policies_spend_exactly_each_budget_in_expectation() -> None:
     data = replay(300, 10)
     fitted = fit_quality_estimator(data)
-    staged = fitted.crossfit_staged(data.cost)
+    staged = crossfit_staged(fitted, data.cost)
     context = BatchContext(staged)
     strategy = CascadeRouting()
     budgets = budget_grid(data.cost, 6)[1:-1]
@@ -223,7 +229,7 @@ def test_threshold_baseline_needs_a_logged_signal() -> None:
 def test_threshold_strategy_on_calibrated_estimates_still_replays() -> None:
     data = replay(200, 12)
     fitted = fit_quality_estimator(data)
-    context = BatchContext(fitted.crossfit_staged(data.cost))
+    context = BatchContext(crossfit_staged(fitted, data.cost))
     (policy,) = fit_to_budgets(ThresholdCascade(), context, [1e-4], data.cost, data.quality)
     _, _, ran = expected_outcome(policy, context, data.cost, data.quality)
     assert ran.shape == (200, 3) and np.all(ran.sum(axis=1) >= 1)

@@ -102,7 +102,8 @@ def _logprob_profile(tmp_path, names):
     (mean logprob near 0) are right, unsure ones wrong."""
     import numpy as np
 
-    from cascade_core.estimators import fit_quality_estimator, save_profile
+    from cascade_core.estimators import save_profile
+    from cascade_core.fitting import fit_quality_estimator
     from cascade_core.replay import ReplayDataset
 
     rng = np.random.default_rng(0)

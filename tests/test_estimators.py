@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from cascade_core.estimators import (
-    NOISE_LEVELS,
     PROFILE_VERSION,
     ProfileVersionError,
     QueryObservation,
     TokenCostModel,
     fit_logistic,
-    fit_noisy_oracle,
-    fit_quality_estimator,
     load_profile,
     posthoc_from_confidence,
     profile_from_dict,
     profile_to_dict,
     save_profile,
+)
+from cascade_core.fitting import (
+    NOISE_LEVELS,
+    fit_noisy_oracle,
+    fit_quality_estimator,
+    staged_estimates,
 )
 from cascade_core.replay import ReplayDataset
 
@@ -65,7 +70,7 @@ def test_posthoc_estimate_tracks_the_logged_confidence():
     fit, holdout = synthetic_replay(seed=0).split(0.5, seed=0)
     estimator = fit_quality_estimator(fit, holdout)
     test = synthetic_replay(seed=5)
-    staged = estimator.staged(test)
+    staged = staged_estimates(estimator, test)
     quality, _ = staged.state(frozenset({0}))
     truth_p = np.exp(test.signals["confidence_logprob"][:, 0])
     assert np.corrcoef(quality[:, 0], truth_p)[0, 1] > 0.9
@@ -82,7 +87,7 @@ def test_live_prediction_matches_the_batch_path():
     fit, holdout = synthetic_replay().split(0.5, seed=0)
     estimator = fit_quality_estimator(fit, holdout)
     test = synthetic_replay(n=20, seed=3)
-    batch, _ = estimator.staged(test).state(frozenset({0, 1}))
+    batch, _ = staged_estimates(estimator, test).state(frozenset({0, 1}))
     for i in range(test.n_queries):
         observation = QueryObservation(
             prompt=test.prompts[i],
@@ -109,8 +114,8 @@ def test_profile_round_trip_is_exact(tmp_path):
     loaded, loaded_costs = load_profile(path)
     test = synthetic_replay(n=50, seed=9)
     for state in [frozenset(), frozenset({1}), frozenset({0, 2})]:
-        a, ua = estimator.staged(test).state(state)
-        b, ub = loaded.staged(test).state(state)
+        a, ua = staged_estimates(estimator, test).state(state)
+        b, ub = staged_estimates(loaded, test).state(state)
         assert np.array_equal(a, b)
         assert np.array_equal(ua.covariance, ub.covariance)
     assert loaded_costs is not None
@@ -159,3 +164,17 @@ def test_more_noise_gives_worse_estimates():
         _, uncertainty = staged.state(frozenset({0}))
         assert uncertainty.covariance[0, 0] == 0 and uncertainty.covariance[1, 1] > 0
     assert errors[0] < errors[1] < errors[2]
+
+
+def test_live_estimators_and_budget_load_no_replay_or_fitting_code() -> None:
+    """The live half (what the engine imports) runs without the offline stack: a fresh
+    interpreter that loads a profile's module and the budget curve has no replay, fitting,
+    bench or calibrate module (import-linter checks the static imports; this the real ones)."""
+    code = (
+        "import sys, cascade_core.estimators, cascade_core.budget\n"
+        "offline = ('cascade_core.replay', 'cascade_core.fitting', 'cascade_core.bench',"
+        " 'cascade_core.calibrate')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(offline)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

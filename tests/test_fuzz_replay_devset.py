@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from cascade_core.calibrate.devset import DevRow, grade, load_dev_set
 from cascade_core.errors import InvalidInputError
-from cascade_core.estimators.features import spec_for_dataset, table_from_dataset
+from cascade_core.fitting.features import spec_for_dataset, table_from_dataset
 from cascade_core.replay import ReplayDataset, ReplayFormatError, load_replay
 from cascade_core.replay.loaders import load_routerbench_csv
 from tests import fuzz_graders

@@ -3,7 +3,7 @@
 A profile is fitted by `run_calibration` on a FAKE server (`fake_logprob_server`) whose answers
 carry varied top-logprob alternatives, with ``--save-replay``. The live engine then answers the
 same prompts from the same fake answers, and every number it acted on must equal the replay's
-(`estimator.staged(replay)` and `run_batch`): the features of every answer (entropy and margin
+(`staged_estimates` and `run_batch`): the features of every answer (entropy and margin
 included, which need the saved alternatives), the post-hoc quality of every run, the estimates
 the strategy saw in every state, which models ran and which answer was returned. Also: a
 profile scores an invalid tool call 0 (and a valid one not), and an exact quality tie goes to
@@ -28,11 +28,10 @@ from cascade_core.estimates import QueryEstimates
 from cascade_core.estimators import (
     LogisticQualityEstimator,
     QueryObservation,
-    fit_quality_estimator,
     load_profile,
     save_profile,
-    table_from_dataset,
 )
+from cascade_core.fitting import fit_quality_estimator, staged_estimates, table_from_dataset
 from cascade_core.replay import ReplayDataset, load_replay
 from cascade_core.replay.simulate import BatchContext, BatchOutcome, run_batch
 from cascade_core.signals import FEATURE_NAMES
@@ -149,7 +148,7 @@ def replay_of(
     """The saved replay, staged with the costs the live strategy traded, and run_batch."""
     fitted, _ = load_profile(calibrated.profile)
     cost = np.stack([request.seen[0][1].cost for request in live])
-    staged = fitted.staged(calibrated.replay, cost=cost)
+    staged = staged_estimates(fitted, calibrated.replay, cost=cost)
     engine, _ = calibrated.engine()
     strategy = engine.parts.strategy.inner  # the strategy the config and profile give
     return fitted, staged, run_batch(strategy, BatchContext(staged)), strategy

@@ -20,8 +20,8 @@ from cascade_core import BatchContext, MixedStrategy, StagedEstimates, Uncertain
 from cascade_core.bench.evaluate import STRATEGY_NAMES, make_bench_strategy, sweep
 from cascade_core.budget import budget_grid
 from cascade_core.errors import InvalidInputError
-from cascade_core.estimators import fit_noisy_oracle
 from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples, supermodel_values
+from cascade_core.fitting import fit_noisy_oracle
 from cascade_core.replay import ReplayDataset, auc, auc_range
 from cascade_core.strategies import CascadeRouting, OptimalCascade, Strategy
 from cascade_core.strategies.supermodel_search import supermodel_masks

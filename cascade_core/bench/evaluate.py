@@ -12,9 +12,10 @@ Per split (one task, or pooled):
    accurate) are skipped, unless cascade routing on the calibration rows reaches a higher AUC
    with every model; both are reported;
 3. for >= 20 budgets evenly spaced between the cheapest and the most expensive model's mean
-   train cost, each strategy is fitted to the budget (`cascade_core.budget`) and replayed on
-   test; a fitted policy that mixes two parameter values (probability gamma) is scored by
-   its expectation per query, which is what the random mix spends and earns on average;
+   train cost, each strategy is fitted to the budget (`cascade_core.fitting.budget`) and
+   replayed on test; a fitted policy that mixes two parameter values (probability gamma) is
+   scored by its expectation per query, which is what the random mix spends and earns on
+   average;
 4. baselines: the per-step threshold cascade tuned on train (`threshold_baseline`), on every
    model and on the undominated ones;
 5. the curve of (mean cost, mean quality) points gives the AUC, APGR, CPT(50%/80%) and the
@@ -37,15 +38,18 @@ import numpy as np
 
 from cascade_core.bench.data import BenchSplit
 from cascade_core.bench.threshold_baseline import apply_thresholds, fit_thresholds
-from cascade_core.budget import budget_grid, fit_to_budgets
+from cascade_core.budget import budget_grid
 from cascade_core.estimates import Uncertainty
-from cascade_core.estimators import (
-    LogisticQualityEstimator,
+from cascade_core.estimators import LogisticQualityEstimator
+from cascade_core.fitting import (
+    crossfit_staged,
+    estimator_diagnostics,
     fit_noisy_oracle,
     fit_quality_estimator,
+    fit_to_budgets,
     spec_for_dataset,
+    staged_estimates,
 )
-from cascade_core.estimators.diagnostics import estimator_diagnostics
 from cascade_core.replay import ReplayDataset, dataset_auc, single_model_points
 from cascade_core.replay.metrics import curve_metrics, dominated_models
 from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
@@ -192,7 +196,12 @@ def _estimates(
         _check_profile(split, profile)
         train = split.train.select_models(names)
         return _Estimates(
-            names, profile.staged(train), profile.staged(split.test), "fitted profile", 0, profile
+            names,
+            staged_estimates(profile, train),
+            staged_estimates(profile, split.test),
+            "fitted profile",
+            0,
+            profile,
         )
     if noise is None and spec_for_dataset(split.train).posthoc_source != "none":
         if shared is None:
@@ -206,8 +215,8 @@ def _estimates(
         train = split.train.select_models(names)
         return _Estimates(
             names,
-            estimator.crossfit_staged(train.cost, rows),
-            estimator.staged(split.test),
+            crossfit_staged(estimator, train.cost, rows),
+            staged_estimates(estimator, split.test),
             kind,
             estimator.crossfit.n_rows if estimator.crossfit else 0,
             estimator,

@@ -30,8 +30,13 @@ import numpy as np
 
 from cascade_core.bench.data import BenchSplit, load_bench_data
 from cascade_core.bench.evaluate import Curve, expected_outcome, make_bench_strategy
-from cascade_core.budget import budget_grid, fit_to_budgets
-from cascade_core.estimators import fit_quality_estimator
+from cascade_core.budget import budget_grid
+from cascade_core.fitting import (
+    crossfit_staged,
+    fit_quality_estimator,
+    fit_to_budgets,
+    staged_estimates,
+)
 from cascade_core.learned.embeddings import embed_texts, get_embedder
 from cascade_core.learned.estimator import fit_learned_estimator
 from cascade_core.learned.routers import make_scorer, strong_win_probability
@@ -273,8 +278,8 @@ def evaluate_learned_split(
     base = fit_quality_estimator(train, seed=seed)
     add(
         "base",
-        base.crossfit_staged(train_cost),
-        base.staged(test, cost=test_cost),
+        crossfit_staged(base, train_cost),
+        staged_estimates(base, test, cost=test_cost),
         base.spec.posthoc_source,
     )
     for learner in learners:
@@ -283,7 +288,7 @@ def evaluate_learned_split(
         )
         add(
             learner,
-            est.estimator.crossfit_staged(train_cost),
+            crossfit_staged(est.estimator, train_cost),
             est.staged(test, emb["test"], cost=test_cost),
             est.estimator.spec.posthoc_source,
         )

@@ -17,7 +17,8 @@ from cascade_core.bench.evaluate import (
     SplitResult,
     evaluate_split,
 )
-from cascade_core.estimators import fit_quality_estimator, load_profile, spec_for_dataset
+from cascade_core.estimators import load_profile
+from cascade_core.fitting import fit_quality_estimator, spec_for_dataset
 
 
 def run_bench(

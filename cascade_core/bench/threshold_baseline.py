@@ -20,8 +20,8 @@ from itertools import product
 
 import numpy as np
 
-from cascade_core.estimators.features import spec_for_dataset, table_from_dataset
-from cascade_core.estimators.quality import PRIMARY_SIGNAL
+from cascade_core.fitting.features import spec_for_dataset, table_from_dataset
+from cascade_core.fitting.quality import PRIMARY_SIGNAL
 from cascade_core.replay import ReplayDataset
 
 GRID = 20

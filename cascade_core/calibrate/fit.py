@@ -29,16 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.budget import fit_budget, parameter_grid
+from cascade_core.budget import parameter_grid
 from cascade_core.engine.config import StrategySpec
 from cascade_core.errors import InvalidInputError
-from cascade_core.estimators import (
-    LogisticQualityEstimator,
-    TokenCostModel,
+from cascade_core.estimators import LogisticQualityEstimator, TokenCostModel, profile_to_dict
+from cascade_core.fitting import (
+    fit_budget,
     fit_quality_estimator,
-    profile_to_dict,
+    staged_estimates,
+    table_from_dataset,
 )
-from cascade_core.estimators.features import table_from_dataset
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.metrics import dominated_models
 from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
@@ -82,7 +82,7 @@ def calibration_estimates(
     labelled = np.flatnonzero(data.labelled)
     crossfit = estimator.crossfit
     if crossfit is None or crossfit.n_rows != labelled.size:  # a reused profile
-        return estimator.staged(data.dataset, cost=data.estimated_cost)
+        return staged_estimates(estimator, data.dataset, cost=data.estimated_cost)
     table = table_from_dataset(
         estimator.spec, data.dataset.select_models(estimator.spec.model_names)
     )

@@ -1,27 +1,22 @@
-"""Quality and cost estimators fitted on logs, and the paper's synthetic ones.
+"""Quality and cost estimators as the live engine applies them (no replay data needed).
 
 * `features`: post-hoc / ex-ante feature assembly per state (set of models already run).
 * `logistic`: a numpy-only logistic regression (fitted with scipy, no scikit-learn needed).
-* `quality`: cross-fitted, calibrated P(correct) per (model, state) and Σ_R from OOF rows.
-* `diagnostics`: log loss, Brier score and calibration error per (model, state).
-* `synthetic`: ground truth plus Gaussian noise (low/medium/high), for data without signals.
-* `costs`: token-price cost estimates and the logged cost for replays.
+* `quality`: a calibrated P(correct) per (model, state) and Σ_R, applied to one query or many.
+* `costs`: token-price cost estimates.
 * `profile`: versioned JSON save/load.
+
+Fitting them on logged replays (cross-fitting, diagnostics, the paper's synthetic
+estimators, budgets) is `cascade_core.fitting`, a layer above the replay.
 """
 
-from cascade_core.estimators.costs import (
-    TokenCostModel,
-    expected_output_tokens,
-    litellm_prices,
-)
+from cascade_core.estimators.costs import TokenCostModel, litellm_prices
 from cascade_core.estimators.features import (
     FeatureSpec,
     FeatureTable,
     QueryObservation,
     posthoc_from_confidence,
     posthoc_from_logprobs,
-    spec_for_dataset,
-    table_from_dataset,
     table_from_observation,
 )
 from cascade_core.estimators.logistic import LogisticModel, fit_logistic
@@ -33,23 +28,9 @@ from cascade_core.estimators.profile import (
     profile_to_dict,
     save_profile,
 )
-from cascade_core.estimators.quality import (
-    CrossFit,
-    EstimatorChoice,
-    LogisticQualityEstimator,
-    fit_quality_estimator,
-    oof_covariances,
-)
-from cascade_core.estimators.synthetic import (
-    NOISE_LEVELS,
-    NoiseLevel,
-    NoisyOracleEstimator,
-    fit_noisy_oracle,
-    noise_level,
-)
+from cascade_core.estimators.quality import CrossFit, EstimatorChoice, LogisticQualityEstimator
 
 __all__ = [
-    "NOISE_LEVELS",
     "PROFILE_VERSION",
     "CrossFit",
     "EstimatorChoice",
@@ -57,25 +38,16 @@ __all__ = [
     "FeatureTable",
     "LogisticModel",
     "LogisticQualityEstimator",
-    "NoiseLevel",
-    "NoisyOracleEstimator",
     "ProfileVersionError",
     "QueryObservation",
     "TokenCostModel",
-    "expected_output_tokens",
     "fit_logistic",
-    "fit_noisy_oracle",
-    "fit_quality_estimator",
     "litellm_prices",
     "load_profile",
-    "noise_level",
-    "oof_covariances",
     "posthoc_from_confidence",
     "posthoc_from_logprobs",
     "profile_from_dict",
     "profile_to_dict",
     "save_profile",
-    "spec_for_dataset",
-    "table_from_dataset",
     "table_from_observation",
 ]

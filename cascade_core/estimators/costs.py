@@ -1,11 +1,11 @@
-"""Cost estimates: what a call will cost before it is made, and what it cost in a replay.
+"""Cost estimates: what a call will cost before it is made.
 
 Before a call only the prompt is known, so the estimate is
 ``tokens_in * input_price + expected_tokens_out * output_price`` with per-token prices from
 LiteLLM's model cost map (or the user's own, e.g. for self-hosted models) and the expected
-output length measured per model on logged data. In a replay the logged cost is used as is:
-it is what was really paid, including anything the token counts miss (the cascade logs'
-self-verification call, for instance).
+output length measured per model on logged data. (In a replay the logged cost is used as is:
+it is what was really paid, including anything the token counts miss, such as the cascade
+logs' self-verification call.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from cascade_core.replay import ReplayDataset
 
 
 def litellm_prices(model: str) -> tuple[float, float]:
@@ -31,16 +29,6 @@ def litellm_prices(model: str) -> tuple[float, float]:
             "(USD per input and output token)"
         )
     return float(entry["input_cost_per_token"]), float(entry.get("output_cost_per_token", 0.0))
-
-
-def expected_output_tokens(dataset: ReplayDataset) -> np.ndarray:
-    """Mean logged output tokens per model (k,); NaN where a model never logged them."""
-    if dataset.tokens_out is None:
-        return np.full(dataset.n_models, np.nan)
-    tokens = dataset.tokens_out
-    counts = (~np.isnan(tokens)).sum(axis=0)
-    sums = np.nansum(tokens, axis=0)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ estimator (only the coefficients differ per (model, R)):
   ran, the fraction of the other models in R whose answer agrees with r's.
 
 Missing values stay NaN here; `LogisticModel` treats NaN as the training mean (neutral).
-The batch path (a whole `ReplayDataset`) and the live path (one `QueryObservation`) build
-the same columns through the same helpers, and the token-logprob features of both come from
-`cascade_core.signals.answer_features` on the same stored values (logprobs, their top-k
-alternatives, the answer text), so replay numbers carry over to production.
+The live path (one `QueryObservation`, `table_from_observation`) and the replay path (a whole
+logged dataset, `cascade_core.fitting.features`) build the same columns through the same
+helpers (`ante_matrix`, `agreement_matrix`, `posthoc_from_*`), and the token-logprob features
+of both come from `cascade_core.signals.answer_features` on the same stored values (logprobs,
+their top-k alternatives, the answer text), so replay numbers carry over to production.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-from cascade_core.replay import ReplayDataset
 from cascade_core.signals import FEATURE_NAMES, TokenLogprobs, answer_features, normalize_answer
 from cascade_core.validation import StrictInt, validate_as
 
@@ -130,27 +130,6 @@ class FeatureSpecFields(BaseModel):
         return names
 
 
-def spec_for_dataset(dataset: ReplayDataset, embedding_dim: int = 0) -> FeatureSpec:
-    """The richest post-hoc source the data logs: token logprobs, else a logged confidence."""
-    has_logprobs = dataset.logprobs is not None and any(
-        cell is not None for cell in dataset.logprobs.ravel()
-    )
-    if has_logprobs:
-        source = "logprobs"
-    elif CONFIDENCE_SIGNAL in dataset.signals:
-        source = "confidence"
-    else:
-        source = "none"
-    tasks = tuple(dict.fromkeys(dataset.tasks))
-    return FeatureSpec(
-        model_names=tuple(dataset.model_names),
-        tasks=tasks,
-        embedding_dim=embedding_dim,
-        posthoc_source=source,
-        use_agreement=dataset.answers is not None,
-    )
-
-
 @dataclass(frozen=True)
 class QueryObservation:
     """One live query: its inputs and, per model already run, its post-hoc signals.
@@ -239,7 +218,7 @@ def ante_matrix(
     return np.concatenate(columns, axis=1)
 
 
-def _agreement_matrix(answers: np.ndarray) -> np.ndarray:
+def agreement_matrix(answers: np.ndarray) -> np.ndarray:
     """agree[i, a, b] = 1.0 when the answers of models a and b agree on query i (a != b)."""
     normalised = np.array(
         [[normalize_answer(a) for a in row] for row in answers], dtype=object
@@ -257,35 +236,6 @@ def _agreement_matrix(answers: np.ndarray) -> np.ndarray:
     return agree
 
 
-def table_from_dataset(
-    spec: FeatureSpec, dataset: ReplayDataset, embeddings: np.ndarray | None = None
-) -> FeatureTable:
-    """Features of every query of a replay (models in ``spec.model_names`` order)."""
-    data = dataset.select_models(spec.model_names)
-    n, k = data.n_queries, data.n_models
-    names = spec.posthoc_names
-    posthoc = np.full((n, k, len(names)), math.nan)
-    if spec.posthoc_source == "confidence" and CONFIDENCE_SIGNAL in data.signals:
-        conf = np.maximum(data.signals[CONFIDENCE_SIGNAL], CONFIDENCE_FLOOR)
-        posthoc[:, :, 0] = conf
-        posthoc[:, :, 1] = np.exp(conf)
-    elif spec.posthoc_source == "logprobs" and data.logprobs is not None:
-        for i in range(n):
-            for j in range(k):
-                logprobs = data.logprobs[i, j]
-                tops = None if data.top_logprobs is None else data.top_logprobs[i, j]
-                tokens = None if logprobs is None else TokenLogprobs(logprobs, tops)
-                answer = None if data.answers is None else data.answers[i, j]
-                values = posthoc_from_logprobs(tokens, answer)
-                posthoc[i, j, :] = [values[name] for name in names]
-    agree = (
-        _agreement_matrix(data.answers) if spec.use_agreement and data.answers is not None else None
-    )
-    return FeatureTable(
-        ante=ante_matrix(spec, data.prompts, data.tasks, embeddings), posthoc=posthoc, agree=agree
-    )
-
-
 def table_from_observation(spec: FeatureSpec, observation: QueryObservation) -> FeatureTable:
     """Features of one live query (a table with one row)."""
     k, names = spec.n_models, spec.posthoc_names
@@ -297,7 +247,7 @@ def table_from_observation(spec: FeatureSpec, observation: QueryObservation) -> 
         answers = np.empty((1, k), dtype=object)
         for model, answer in observation.answers.items():
             answers[0, model] = answer
-        agree = _agreement_matrix(answers)
+        agree = agreement_matrix(answers)
     embedding = (
         None if observation.embedding is None else np.asarray(observation.embedding)[None, :]
     )

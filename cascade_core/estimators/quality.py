@@ -1,40 +1,20 @@
-"""Fitted quality estimators: a calibrated P(correct) per (model, set of models already run).
+"""Quality estimators: a calibrated P(correct) per (model, set of models already run).
 
 Why one logistic regression per (model, state) rather than one per model: after running R,
 what the answers of R reveal changes the estimate of *every* model, not only of those that
 ran (a confident, agreeing pair of small models makes a large model's success likely too).
 Each (m, R) model sees exactly the features available in state R (`features.FeatureSpec`).
 
-Why cross-fitting: logs rarely hold more than a few hundred labelled queries per task, so no
-row may be spent on a holdout. Every row is used to fit, and every row also gets an
-out-of-fold (OOF) estimate from regressions fitted on the other folds (`CrossFit`): the
-uncertainty Σ and every budget parameter are fitted on those, so nothing downstream sees an
-estimate made by a regression that was fitted on the same row.
-
-What each (m, R) regression is, chosen by K-fold cross-validated log loss among:
-
-* the *floor*: a monotone (Platt) calibration of model m's own raw signal when m ran, with
-  per-task intercepts; when m did not run, its per-task base rate. Pooling tasks with task
-  intercepts shares the signal's slope across tasks;
-* the *full* feature set of state R (prompt length, task, every run model's signals and
-  their agreement), kept only where it predicts better out of fold than the floor,
-
-each at the L2 penalty (`L2_GRID`) with the lowest CV loss. So no estimator is worse out of
-sample than its model's own calibrated signal, by the measure that matters for a probability.
-
-Uncertainty (`oof_covariances`): the strategies treat the final estimate as a normal around
-the current one. Its covariance in state R is measured on the OOF rows as
-Cov(q(all models) - q(R)), what running everything would move the estimates by, and then
-scaled by the one factor c_R in [0, 1] at which the normal model's predicted gain of running
-everything, E[max] - (what R answers now), equals the gain measured on the same rows by
-answering with the best estimate after all models ran. A Gaussian E[max] over bounded,
-selected estimates is optimistic; the scale makes it honest where it is measured, and is 0
-where more models do not pay on average. In the state "all models ran" Σ is 0.
+This module is what the live engine applies (a loaded profile, one query at a time). How the
+regressions and Σ_R are chosen and fitted on labelled logs (cross-fitting, the Platt floor,
+the honest scale of Σ) is `cascade_core.fitting.quality`, which reads replay data; the
+`CrossFit` it leaves on a fitted estimator is plain arrays, kept here so a fitted and a loaded
+estimator are one type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -45,50 +25,20 @@ from cascade_core.estimators.features import (
     FeatureSpec,
     FeatureTable,
     QueryObservation,
-    spec_for_dataset,
-    table_from_dataset,
     table_from_observation,
 )
-from cascade_core.estimators.logistic import LogisticModel, fit_logistic
-from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples
-from cascade_core.replay import ReplayDataset, concat_datasets
-from cascade_core.replay.simulate import StagedEstimates
+from cascade_core.estimators.logistic import LogisticModel
 
 StateKey = tuple[int, ...]
 # Fitting one regression per (model, state) costs k * 2^k fits; beyond this many models the
 # caller should select models first (the message says so) instead of waiting minutes.
 MAX_FITTED_MODELS = 10
-N_FOLDS = 5
-# Penalties on standardised features, from nearly free to strongly shrunk; CV picks one per
-# (model, state). Four values a decade apart span what a few hundred rows can support.
-L2_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
-# The raw signal the floor calibrates, per post-hoc source.
-PRIMARY_SIGNAL = {"confidence": "conf_logprob", "logprobs": "lp_mean"}
-# Probabilities are clipped this far from 0 and 1 when scoring log loss.
-_EPS = 1e-6
 
 
 def all_states(n_models: int) -> Iterator[StateKey]:
     """Every subset of the models, smallest first, as sorted tuples."""
     for size in range(n_models + 1):
         yield from combinations(range(n_models), size)
-
-
-def cv_folds(tasks: Sequence[str], n_folds: int, seed: int) -> np.ndarray:
-    """A fold id per row, balanced within each task (seeded), so every fold sees every task."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(tasks, dtype=object)
-    fold = np.empty(len(labels), dtype=int)
-    for task in dict.fromkeys(tasks):
-        rows = np.flatnonzero(labels == task)
-        fold[rng.permutation(rows)] = np.arange(rows.size) % n_folds
-    return fold
-
-
-def log_loss(target: np.ndarray, p: np.ndarray) -> float:
-    """Mean binary cross-entropy; graded targets in [0, 1] are fine."""
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return float(-np.mean(target * np.log(p) + (1 - target) * np.log1p(-p)))
 
 
 @dataclass(frozen=True)
@@ -153,210 +103,9 @@ class LogisticQualityEstimator:
             self._uncertainty[key] = Uncertainty.from_covariance(self.covariances[key])
         return self._uncertainty[key]
 
-    def staged(
-        self,
-        dataset: ReplayDataset,
-        cost: np.ndarray | None = None,
-        embeddings: np.ndarray | None = None,
-    ) -> StagedEstimates:
-        """Staged estimates for a replay; costs default to the logged cost (what replay pays)."""
-        data = dataset.select_models(self.spec.model_names)
-        table = table_from_dataset(self.spec, data, embeddings)
-        return self._staged(
-            lambda state: self.quality(table, state), data.cost if cost is None else cost
-        )
-
-    def crossfit_staged(self, cost: np.ndarray, rows: np.ndarray | None = None) -> StagedEstimates:
-        """Staged OOF estimates of the fitting rows ``rows`` (default: all, in fitting order),
-        the estimates budgets are fitted on; ``cost`` (len(rows), k) is what strategies see."""
-        if self.crossfit is None:
-            raise ValueError("this estimator was loaded, not fitted: it has no OOF estimates")
-        oof = self.crossfit.quality
-        picked = np.arange(self.crossfit.n_rows) if rows is None else np.asarray(rows)
-        return self._staged(lambda state: oof[state][picked], cost)
-
-    def _staged(
-        self, quality_of: Callable[[StateKey], np.ndarray], cost: np.ndarray
-    ) -> StagedEstimates:
-        def estimator(ran: frozenset[int]) -> tuple[np.ndarray, Uncertainty]:
-            state = tuple(sorted(ran))
-            return quality_of(state), self.uncertainty(state)
-
-        return StagedEstimates(np.asarray(cost, float), estimator)
-
     def predict_one(
         self, observation: QueryObservation, ran: frozenset[int] | StateKey
     ) -> tuple[np.ndarray, Uncertainty]:
         """Live path: quality (k,) of one query in state ``ran`` and its uncertainty."""
         table = table_from_observation(self.spec, observation)
         return self.quality(table, ran)[0], self.uncertainty(ran)
-
-
-def fit_quality_estimator(
-    fit_data: ReplayDataset,
-    holdout: ReplayDataset | None = None,
-    *,
-    spec: FeatureSpec | None = None,
-    fit_embeddings: np.ndarray | None = None,
-    holdout_embeddings: np.ndarray | None = None,
-    n_folds: int = N_FOLDS,
-    seed: int = 0,
-) -> LogisticQualityEstimator:
-    """Cross-fit every (model, state) regression and Σ on all labelled rows.
-
-    ``holdout`` (optional) is appended to ``fit_data``: both are labelled training rows, and
-    cross-fitting uses each of them for fitting and, out of fold, for Σ and budgets. The OOF
-    estimates (`CrossFit`) follow that row order.
-    """
-    data, embeddings = _all_rows(fit_data, holdout, fit_embeddings, holdout_embeddings)
-    spec = spec or spec_for_dataset(data, 0 if embeddings is None else embeddings.shape[1])
-    if spec.n_models > MAX_FITTED_MODELS:
-        raise ValueError(
-            f"{spec.n_models} models need {spec.n_models * 2**spec.n_models} regressions; "
-            f"select at most {MAX_FITTED_MODELS} models (bench --models) or use --noise"
-        )
-    data = data.select_models(spec.model_names)
-    table = table_from_dataset(spec, data, embeddings)
-    n, k = data.n_queries, spec.n_models
-    folds = cv_folds(data.tasks, max(2, min(n_folds, n)), seed)
-    models: dict[StateKey, list[LogisticModel]] = {}
-    oof: dict[StateKey, np.ndarray] = {}
-    choices: dict[tuple[int, StateKey], EstimatorChoice] = {}
-    for state in all_states(k):
-        x = table.state_matrix(state)
-        names = spec.state_names(state)
-        oof[state] = np.empty((n, k))
-        models[state] = []
-        for m in range(k):
-            model, predicted, choice = _fit_one(
-                x, data.quality[:, m], floor_columns(spec, names, m, state), folds
-            )
-            models[state].append(model)
-            oof[state][:, m] = predicted
-            choices[(m, state)] = choice
-    covariances, scales = oof_covariances(oof, data.quality)
-    return LogisticQualityEstimator(
-        spec=spec,
-        models=models,
-        covariances=covariances,
-        crossfit=CrossFit(oof, data.quality.copy(), choices, scales),
-    )
-
-
-def _all_rows(
-    fit_data: ReplayDataset,
-    holdout: ReplayDataset | None,
-    fit_embeddings: np.ndarray | None,
-    holdout_embeddings: np.ndarray | None,
-) -> tuple[ReplayDataset, np.ndarray | None]:
-    if holdout is None or holdout.n_queries == 0:
-        return fit_data, fit_embeddings
-    data = concat_datasets([fit_data, holdout], name=fit_data.name).select_models(
-        fit_data.model_names
-    )
-    if fit_embeddings is None or holdout_embeddings is None:
-        return data, None
-    return data, np.concatenate([fit_embeddings, holdout_embeddings], axis=0)
-
-
-def floor_columns(spec: FeatureSpec, names: Sequence[str], m: int, state: StateKey) -> list[int]:
-    """Columns of the floor regression for model m in state R: the task indicators, and
-    model m's own primary signal when it ran."""
-    wanted = {f"task={t}" for t in spec.tasks}
-    primary = PRIMARY_SIGNAL.get(spec.posthoc_source)
-    if m in state and primary is not None:
-        wanted.add(f"{spec.model_names[m]}:{primary}")
-    return [i for i, name in enumerate(names) if name in wanted]
-
-
-def _fit_one(
-    x: np.ndarray, y: np.ndarray, floor: list[int], folds: np.ndarray
-) -> tuple[LogisticModel, np.ndarray, EstimatorChoice]:
-    """The (model, state) regression chosen by CV log loss, refitted on all rows, with its
-    OOF predictions."""
-    every = list(range(x.shape[1]))
-    sets = [("floor", floor)] + ([("full", every)] if every != floor else [])
-    results = []  # (loss, features, l2, columns, oof)
-    for label, cols in sets:
-        for l2 in L2_GRID:
-            predicted = _out_of_fold(x[:, cols], y, folds, l2)
-            results.append((log_loss(y, predicted), label, l2, cols, predicted))
-    floor_best = min((r for r in results if r[1] == "floor"), key=lambda r: r[0])
-    best = min(results, key=lambda r: r[0])
-    if best[1] != "floor" and not best[0] < floor_best[0]:
-        best = floor_best
-    loss, label, l2, cols, predicted = best
-    model = _embed(fit_logistic(x[:, cols], y, l2=l2), cols, x.shape[1])
-    return model, predicted, EstimatorChoice(label, l2, loss, floor_best[0])
-
-
-def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, l2: float) -> np.ndarray:
-    predicted = np.empty(y.shape[0])
-    for f in np.unique(folds):
-        test = folds == f
-        predicted[test] = fit_logistic(x[~test], y[~test], l2=l2).predict(x[test])
-    return predicted
-
-
-def _embed(model: LogisticModel, cols: list[int], width: int) -> LogisticModel:
-    """A regression on some columns as one on all ``width`` columns (zero weight elsewhere),
-    so every state's models keep the profile's one column layout."""
-    mean, scale, coef = np.zeros(width), np.ones(width), np.zeros(width)
-    mean[cols], scale[cols], coef[cols] = model.mean, model.scale, model.coef
-    return LogisticModel(mean=mean, scale=scale, coef=coef, intercept=model.intercept)
-
-
-def oof_covariances(
-    oof: dict[StateKey, np.ndarray], target: np.ndarray, n_samples: int = DEFAULT_SAMPLES
-) -> tuple[dict[StateKey, np.ndarray], dict[StateKey, float]]:
-    """Σ_R per state from OOF estimates, with the measured scale c_R (module doc)."""
-    k = target.shape[1]
-    final = oof[tuple(range(k))]
-    covariances: dict[StateKey, np.ndarray] = {}
-    scales: dict[StateKey, float] = {}
-    for state, now in oof.items():
-        if len(state) == k or now.shape[0] < 2:
-            covariances[state], scales[state] = np.zeros((k, k)), 0.0
-            continue
-        cov = np.atleast_2d(np.cov(final - now, rowvar=False))
-        cov = (cov + cov.T) / 2  # exact symmetry for the PSD check
-        scale = honest_scale(now, final, target, cov, state, n_samples)
-        covariances[state], scales[state] = cov * scale**2, scale
-    return covariances, scales
-
-
-def honest_scale(
-    now: np.ndarray,
-    final: np.ndarray,
-    target: np.ndarray,
-    cov: np.ndarray,
-    state: StateKey,
-    n_samples: int = DEFAULT_SAMPLES,
-    steps: int = 30,
-) -> float:
-    """The c in [0, 1] at which N(now, c^2 cov) predicts the measured gain of running every
-    model over answering in state R (module doc); 0 when that gain is <= 0."""
-    rows = np.arange(now.shape[0])
-    ran = list(state)
-
-    def answer_now(values: np.ndarray) -> np.ndarray:
-        return values[..., ran].max(axis=-1) if ran else values.max(axis=-1)
-
-    pick_now = np.array(ran)[now[:, ran].argmax(axis=1)] if ran else now.argmax(axis=1)
-    measured = float(target[rows, final.argmax(axis=1)].mean() - target[rows, pick_now].mean())
-    if measured <= 0:
-        return 0.0
-    noise = error_samples(Uncertainty.from_covariance(cov), n_samples)
-
-    def predicted(c: float) -> float:
-        samples = now[:, None, :] + c * noise[None, :, :]
-        base = answer_now(samples).mean(axis=1) if ran else now.max(axis=1)
-        return float((samples.max(axis=2).mean(axis=1) - base).mean())
-
-    if predicted(1.0) <= measured:
-        return 1.0
-    low, high = 0.0, 1.0
-    for _ in range(steps):
-        middle = (low + high) / 2
-        low, high = (middle, high) if predicted(middle) < measured else (low, middle)
-    return (low + high) / 2

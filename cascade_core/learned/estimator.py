@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascade_core.estimators import LogisticQualityEstimator, fit_quality_estimator
+from cascade_core.estimators import LogisticQualityEstimator
+from cascade_core.fitting import fit_quality_estimator, staged_estimates
 from cascade_core.learned.routers import ExAnteScorer, crossfit_scores
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.simulate import StagedEstimates
@@ -42,7 +43,7 @@ class LearnedQualityEstimator:
         self, dataset: ReplayDataset, embeddings: np.ndarray, cost: np.ndarray | None = None
     ) -> StagedEstimates:
         features = self.features(dataset, embeddings)
-        return self.estimator.staged(dataset, cost=cost, embeddings=features)
+        return staged_estimates(self.estimator, dataset, cost=cost, embeddings=features)
 
 
 def fit_learned_estimator(

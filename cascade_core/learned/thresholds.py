@@ -2,7 +2,7 @@
 of calls to the strong model, or that spends a target average budget, on calibration prompts.
 
 Routing rule (RouteLLM): call the strong model when the router's score exceeds the threshold.
-For N models the same role is played by lambda of `cascade_core.budget.fit_budget`.
+For N models the same role is played by lambda of `cascade_core.fitting.budget.fit_budget`.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.estimators.features import table_from_dataset
-from cascade_core.estimators.quality import LogisticQualityEstimator, StateKey, log_loss
+from cascade_core.estimators.quality import LogisticQualityEstimator, StateKey
+from cascade_core.fitting.features import table_from_dataset
+from cascade_core.fitting.quality import log_loss
 from cascade_core.replay import ReplayDataset
 
 ECE_BINS = 10
