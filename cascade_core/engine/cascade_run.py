@@ -30,7 +30,7 @@ from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
 from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.engine.session_turn import SessionTurn, asks_cache_write
-from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun
+from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun, RunStatus
 from cascade_core.errors import AllModelsFailedError, CascadeStreamError
 from cascade_core.estimates import QueryEstimates
 from cascade_core.sessions.messages import for_model
@@ -341,39 +341,65 @@ class CascadeRun:
         """Score an answer; an unusable one (empty, refused, filtered) is paid but never
         returned, and a call that broke the cost cap stops the cascade. ``cache`` is the
         usage's prompt-cache counts (what was billed at the cache prices)."""
+        paid = self._pay(call, answer, latency_s, cache)
+        problem = message_signals(answer.message(), answer.finish_reason).unusable_reason
+        if problem is None:
+            judgement = self.parts.estimator.judge(call.model.index, answer, self.request)
+            self.answers[call.model.index] = answer
+        else:
+            judgement = Judgement(0.0, "unusable answer")
+        self._log(
+            call.model,
+            judgement,
+            "ok" if problem is None else "unusable",
+            problem or "answered",
+            post_hoc_quality=judgement.quality,
+            quality_basis=judgement.basis,
+            features=judgement.features,
+            **paid,
+        )
+
+    def _pay(
+        self, call: ModelCall, answer: ModelAnswer, latency_s: float, cache: CacheUsage | None
+    ) -> dict[str, Any]:
+        """Bill a call that returned (an answer or an aborted draft): its cost is spent, its
+        prompt is in the provider's cache, the cap is checked. Returns the trace's fields."""
         model = call.model
         cache = cache or CacheUsage()
         prompt_tokens, completion_tokens = self._billed_tokens(call, answer)
         cost = model.actual_cost(prompt_tokens, completion_tokens, cache)
         self.spent += cost
         self.billed.append(model.index)
-        overrun = self._overrun(call, cost, completion_tokens)
-        problem = message_signals(answer.message(), answer.finish_reason).unusable_reason
-        if problem is None:
-            judgement = self.parts.estimator.judge(model.index, answer, self.request)
-            self.answers[model.index] = answer
-        else:
-            judgement = Judgement(0.0, "unusable answer")
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": cost,
+            "estimated_cost_usd": call.estimated_cost,
+            "latency_ms": latency_s * 1000,
+            "cap_overrun": self._overrun(call, cost, completion_tokens),
+            "cached_tokens": cache.read,
+            "cache_write_tokens": cache.written,
+            "expected_cached_tokens": int(self.expected_cached[model.index]),
+        }
+
+    def _log(
+        self,
+        model: LadderModel,
+        judgement: Judgement,
+        status: RunStatus,
+        reason: str,
+        **fields: Any,
+    ) -> None:
+        """What the strategy knows of ``model`` from here on, and the trace's record of it."""
         self.judgements[model.index] = judgement
         self.trace.runs.append(
             ModelRun(
                 model=model.label,
                 index=model.index,
-                status="ok" if problem is None else "unusable",
-                reason=problem or "answered",
+                status=status,
+                reason=reason,
                 ex_ante_quality=float(self.ex_ante[model.index]),
-                post_hoc_quality=judgement.quality,
-                quality_basis=judgement.basis,
-                features=judgement.features,
-                prompt_tokens=int(prompt_tokens),
-                completion_tokens=int(completion_tokens),
-                cost_usd=cost,
-                estimated_cost_usd=call.estimated_cost,
-                latency_ms=latency_s * 1000,
-                cap_overrun=overrun,
-                cached_tokens=cache.read,
-                cache_write_tokens=cache.written,
-                expected_cached_tokens=int(self.expected_cached[model.index]),
+                **fields,
             )
         )
 
@@ -418,20 +444,15 @@ class CascadeRun:
     def record_failure(self, call: ModelCall, error: BaseException, latency_s: float) -> None:
         """A failed model counts as quality 0; the strategy goes on without it."""
         secrets = secrets_from_env(m.spec.api_key_env for m in self.parts.ladder)
-        message = redact(f"{type(error).__name__}: {error}", secrets)[:500]
-        self.judgements[call.model.index] = Judgement(0.0, "failed")
-        self.trace.runs.append(
-            ModelRun(
-                model=call.model.label,
-                index=call.model.index,
-                status="failed",
-                reason="call failed after LiteLLM's retries",
-                ex_ante_quality=float(self.ex_ante[call.model.index]),
-                post_hoc_quality=0.0,
-                estimated_cost_usd=call.estimated_cost,
-                latency_ms=latency_s * 1000,
-                error=message,
-            )
+        self._log(
+            call.model,
+            Judgement(0.0, "failed"),
+            "failed",
+            "call failed after LiteLLM's retries",
+            post_hoc_quality=0.0,
+            estimated_cost_usd=call.estimated_cost,
+            latency_ms=latency_s * 1000,
+            error=redact(f"{type(error).__name__}: {error}", secrets)[:500],
         )
 
     def record_aborted(
@@ -443,34 +464,16 @@ class CascadeRun:
         cache: CacheUsage | None = None,
     ) -> None:
         """A draft stopped early because escalation was already certain: paid, not usable."""
-        model = call.model
-        cache = cache or CacheUsage()
-        prompt_tokens, completion_tokens = self._billed_tokens(call, draft)
-        cost = model.actual_cost(prompt_tokens, completion_tokens, cache)
-        self.spent += cost
-        self.billed.append(model.index)
-        overrun = self._overrun(call, cost, completion_tokens)
-        self.judgements[model.index] = Judgement(0.0, "aborted")
-        self.trace.runs.append(
-            ModelRun(
-                model=model.label,
-                index=model.index,
-                status="aborted",
-                reason=reason,
-                ex_ante_quality=float(self.ex_ante[model.index]),
-                post_hoc_quality=0.0,
-                quality_basis="aborted draft",
-                features=draft.features.as_dict() if draft.features else {},
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost,
-                estimated_cost_usd=call.estimated_cost,
-                latency_ms=latency_s * 1000,
-                cap_overrun=overrun,
-                cached_tokens=cache.read,
-                cache_write_tokens=cache.written,
-                expected_cached_tokens=int(self.expected_cached[model.index]),
-            )
+        paid = self._pay(call, draft, latency_s, cache)
+        self._log(
+            call.model,
+            Judgement(0.0, "aborted"),
+            "aborted",
+            reason,
+            post_hoc_quality=0.0,
+            quality_basis="aborted draft",
+            features=draft.features.as_dict() if draft.features else {},
+            **paid,
         )
 
     def draft_is_hopeless(self, call: ModelCall, lp_sum: float, n_tokens: int) -> bool:
@@ -492,16 +495,7 @@ class CascadeRun:
         return self.parts.estimator.estimates(self.request, self.ex_ante, judgements, self.cost)
 
     def _skip(self, model: LadderModel, reason: str) -> None:
-        self.judgements[model.index] = Judgement(0.0, "skipped")
-        self.trace.runs.append(
-            ModelRun(
-                model=model.label,
-                index=model.index,
-                status="skipped",
-                reason=reason,
-                ex_ante_quality=float(self.ex_ante[model.index]),
-            )
-        )
+        self._log(model, Judgement(0.0, "skipped"), "skipped", reason)
 
     # -- answer ------------------------------------------------------------------------
 

@@ -60,8 +60,10 @@ StreamEvent = TextDelta | Finished
 class CascadeEngine:
     """Routes each request through the ladder; safe to share across threads and tasks.
 
-    ``session_store`` replaces the store the config's ``session`` section names (share one
-    store between engines, or bring your own `SessionStore`).
+    ``ladder`` holds the models, cheapest first, with their resolved prices and limits, and
+    ``strategy`` the strategy every request is routed by. ``session_store`` replaces the
+    store the config's ``session`` section names (share one store between engines, or bring
+    your own `SessionStore`).
     """
 
     def __init__(
@@ -95,6 +97,8 @@ class CascadeEngine:
             tool_loop=config.session.tool_loop,
             max_cost_usd_per_session=budget.max_cost_usd_per_session,
         )
+        self.ladder: tuple[LadderModel, ...] = ladder
+        self.strategy: Strategy = strategy
         self.sessions: SessionStore = (
             session_store if session_store is not None else build_store(config.session)
         )
@@ -109,16 +113,6 @@ class CascadeEngine:
         return f"CascadeEngine(models=[{labels}], strategy={self.strategy.name!r})"
 
     # -- what frameworks need to know about the ladder ---------------------------------
-
-    @property
-    def ladder(self) -> tuple[LadderModel, ...]:
-        """The models, cheapest first, with their resolved prices and limits."""
-        return self.parts.ladder
-
-    @property
-    def strategy(self) -> Strategy:
-        """The strategy every request is routed by."""
-        return self.parts.strategy
 
     @property
     def name(self) -> str:
@@ -200,18 +194,9 @@ class CascadeEngine:
         with link.saving(run) as outcome:
             while (call := run.next_call()) is not None:
                 with link.holding(run, call) as held:
-                    if not held:
-                        continue
-                    started = time.perf_counter()
-                    try:
-                        response = litellm.completion(**call.kwargs(stream=False))
-                        answer = ModelAnswer.from_response(response)
-                    except Exception as error:  # any provider failure: the model failed
-                        run.record_failure(call, error, time.perf_counter() - started)
-                        continue
-                    run.record_answer(
-                        call, answer, time.perf_counter() - started, _cache_of(response)
-                    )
+                    if held:
+                        whole = _Whole(run, call)
+                        whole.settle(_complete(call))
             outcome.result = run.result()
         return outcome.result
 
@@ -223,18 +208,9 @@ class CascadeEngine:
         async with link.asaving(run) as outcome:
             while (call := run.next_call()) is not None:
                 async with link.aholding(run, call) as held:
-                    if not held:
-                        continue
-                    started = time.perf_counter()
-                    try:
-                        response = await litellm.acompletion(**call.kwargs(stream=False))
-                        answer = ModelAnswer.from_response(response)
-                    except Exception as error:
-                        run.record_failure(call, error, time.perf_counter() - started)
-                        continue
-                    run.record_answer(
-                        call, answer, time.perf_counter() - started, _cache_of(response)
-                    )
+                    if held:
+                        whole = _Whole(run, call)
+                        whole.settle(await _acomplete(call))
             outcome.result = run.result()
         return outcome.result
 
@@ -246,65 +222,90 @@ class CascadeEngine:
         """Only the accepted answer streams; drafts are buffered (or aborted when hopeless)."""
         link = self.session_link(session_id)
         run = self.start(messages, session=link.load(), **params)
-        streamed_model = None
+        sent = _Sent()
         with link.saving(run) as outcome:
             while (call := run.next_call()) is not None:
                 with link.holding(run, call) as held:
                     if not held:
                         continue
-                    draft = _Draft(run, call)
+                    draft = _Draft(run, call, sent)
                     try:
-                        stream = litellm.completion(**call.kwargs(stream=True))
-                        for chunk in stream:
+                        for chunk in _chunks(draft):
                             yield from draft.take(chunk)
-                            if draft.stopped:
-                                _close(stream)
-                                break
                     except Exception as error:
                         draft.fail(error)
-                        continue
-                    draft.finish()
-                streamed_model = call.model.index if draft.forwarded else streamed_model
-            outcome.result = run.result(committed=streamed_model)
-        yield from _deliver(outcome.result, streamed_model)
+                    else:
+                        draft.finish()
+            outcome.result = run.result(committed=sent.model)
+        yield from _deliver(outcome.result, sent.model)
 
     async def astream(
         self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
     ) -> AsyncIterator[StreamEvent]:
         link = self.session_link(session_id)
         run = self.start(messages, session=await link.aload(), **params)
-        streamed_model = None
+        sent = _Sent()
         async with link.asaving(run) as outcome:
             while (call := run.next_call()) is not None:
                 async with link.aholding(run, call) as held:
                     if not held:
                         continue
-                    draft = _Draft(run, call)
+                    draft = _Draft(run, call, sent)
                     try:
-                        stream = await litellm.acompletion(**call.kwargs(stream=True))
-                        async for chunk in stream:
+                        async for chunk in _achunks(draft):
                             for event in draft.take(chunk):
                                 yield event
-                            if draft.stopped:
-                                await _aclose(stream)
-                                break
                     except Exception as error:
                         draft.fail(error)
-                        continue
-                    draft.finish()
-                streamed_model = call.model.index if draft.forwarded else streamed_model
-            outcome.result = run.result(committed=streamed_model)
-        for event in _deliver(outcome.result, streamed_model):
+                    else:
+                        draft.finish()
+            outcome.result = run.result(committed=sent.model)
+        for event in _deliver(outcome.result, sent.model):
             yield event
+
+
+# -- the per-call cores: all bookkeeping, no I/O (the sync and async drivers share them) ----
+
+
+class _Whole:
+    """One whole (unstreamed) model call, timed from its creation: the driver performs the
+    call and hands over the provider's response, or the error it raised."""
+
+    def __init__(self, run: CascadeRun, call: ModelCall) -> None:
+        self.run = run
+        self.call = call
+        self.started = time.perf_counter()
+
+    def settle(self, response: Any) -> None:
+        """Record the answer; any provider failure (raised, or a response that does not
+        parse) means the model failed."""
+        latency = time.perf_counter() - self.started
+        if not isinstance(response, BaseException):
+            try:
+                answer = ModelAnswer.from_response(response)
+            except Exception as error:
+                response = error
+            else:
+                self.run.record_answer(self.call, answer, latency, _cache_of(response))
+                return
+        self.run.record_failure(self.call, response, latency)
+
+
+@dataclass
+class _Sent:
+    """The model whose text a stream already sent to the caller (the last one, if any)."""
+
+    model: int | None = None
 
 
 class _Draft:
     """One streamed model call: buffers or forwards its text, watches for early abort and
     for a provider that streams past ``max_tokens`` (then the stream is cut there)."""
 
-    def __init__(self, run: CascadeRun, call: ModelCall) -> None:
+    def __init__(self, run: CascadeRun, call: ModelCall, sent: _Sent) -> None:
         self.run = run
         self.call = call
+        self.sent = sent
         self.assembler = DraftAssembler()
         self.cache = CacheUsage()
         self.started = time.perf_counter()
@@ -329,6 +330,7 @@ class _Draft:
         if self.call.final:
             if text:
                 self.forwarded = True
+                self.sent.model = self.call.model.index
                 return [TextDelta(text, logprobs or None)]
             return []
         tokens = self.assembler.n_tokens
@@ -361,6 +363,43 @@ class _Draft:
             self.run.record_answer(
                 self.call, self.assembler.answer(), time.perf_counter() - self.started, self.cache
             )
+
+
+# -- the I/O: provider calls, the same in both colours --------------------------------------
+
+
+def _complete(call: ModelCall) -> Any:
+    """The provider's response, or the exception it raised (the call's outcome either way)."""
+    try:
+        return litellm.completion(**call.kwargs(stream=False))
+    except Exception as error:
+        return error
+
+
+async def _acomplete(call: ModelCall) -> Any:
+    try:
+        return await litellm.acompletion(**call.kwargs(stream=False))
+    except Exception as error:
+        return error
+
+
+def _chunks(draft: _Draft) -> Iterator[Any]:
+    """The draft's stream chunks; once the draft stops, its HTTP transfer is closed."""
+    stream = litellm.completion(**draft.call.kwargs(stream=True))
+    for chunk in stream:
+        yield chunk
+        if draft.stopped:
+            _close(stream)
+            return
+
+
+async def _achunks(draft: _Draft) -> AsyncIterator[Any]:
+    stream = await litellm.acompletion(**draft.call.kwargs(stream=True))
+    async for chunk in stream:
+        yield chunk
+        if draft.stopped:
+            await _aclose(stream)
+            return
 
 
 def _cache_of(response: Any) -> CacheUsage:

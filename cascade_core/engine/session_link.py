@@ -23,7 +23,12 @@ from cascade_core.engine.config import RouterConfig, SessionSpec
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import InvalidInputError
 from cascade_core.sessions.state import SessionSnapshot, check_session_id
-from cascade_core.sessions.store import InMemorySessionStore, RedisSessionStore, SessionStore
+from cascade_core.sessions.store import (
+    InMemorySessionStore,
+    RedisSessionStore,
+    Reservation,
+    SessionStore,
+)
 
 if TYPE_CHECKING:
     from cascade_core.engine.cascade_run import CascadeRun, ModelCall
@@ -79,23 +84,13 @@ class SessionLink:
     def holding(self, run: CascadeRun, call: ModelCall) -> Iterator[bool]:
         """Around one model call: yields False when the session cap refused it (the run
         already knows; the driver moves on), else settles the call's cost on the way out."""
-        if call.reservation_usd is None:
-            token = None
-        else:
-            grant = self.store.reserve(
-                self.session_id, call.reservation_usd, call_cap(self.cap_usd), self.hold_s
-            )
-            if not grant.granted:
-                run.session_refused(call, grant.committed_usd)
-                yield False
-                return
-            token = grant.token
-        before, runs = run.spent, len(run.trace.runs)
+        hold = _Hold(self, run, call)
+        granted = hold.reserve is None or hold.granted(self.store.reserve(*hold.reserve))
         try:
-            yield True
+            yield granted
         finally:
-            cost = _call_cost(run, call, before, runs)
-            run.note_session_spend(self.store.settle(self.session_id, token, cost))
+            if granted:
+                run.note_session_spend(self.store.settle(*hold.settlement()))
 
     @contextlib.contextmanager
     def saving(self, run: CascadeRun) -> Iterator[Outcome]:
@@ -114,23 +109,13 @@ class SessionLink:
 
     @contextlib.asynccontextmanager
     async def aholding(self, run: CascadeRun, call: ModelCall) -> AsyncIterator[bool]:
-        if call.reservation_usd is None:
-            token = None
-        else:
-            grant = await self.store.areserve(
-                self.session_id, call.reservation_usd, call_cap(self.cap_usd), self.hold_s
-            )
-            if not grant.granted:
-                run.session_refused(call, grant.committed_usd)
-                yield False
-                return
-            token = grant.token
-        before, runs = run.spent, len(run.trace.runs)
+        hold = _Hold(self, run, call)
+        granted = hold.reserve is None or hold.granted(await self.store.areserve(*hold.reserve))
         try:
-            yield True
+            yield granted
         finally:
-            cost = _call_cost(run, call, before, runs)
-            run.note_session_spend(await self.store.asettle(self.session_id, token, cost))
+            if granted:
+                run.note_session_spend(await self.store.asettle(*hold.settlement()))
 
     @contextlib.asynccontextmanager
     async def asaving(self, run: CascadeRun) -> AsyncIterator[Outcome]:
@@ -141,6 +126,40 @@ class SessionLink:
             update = run.session_update(outcome.result)
             if update is not None:
                 await self.store.asave(self.session_id, update)
+
+
+class _Hold:
+    """One call's reservation against the session cap, free of I/O: what to reserve, what a
+    grant means for the run, and what to settle (the sync and async links share it)."""
+
+    def __init__(self, link: SessionLink, run: CascadeRun, call: ModelCall) -> None:
+        self.link, self.run, self.call = link, run, call
+        self.token: str | None = None
+        self.reserve: tuple[str, float, float, float] | None = (
+            None
+            if call.reservation_usd is None
+            else (link.session_id, call.reservation_usd, call_cap(link.cap_usd), link.hold_s)
+        )
+        self.spent_before, self.runs_before = run.spent, len(run.trace.runs)
+
+    def granted(self, grant: Reservation) -> bool:
+        """Take the store's answer; a refusal is the run's to handle (it decides again)."""
+        if not grant.granted:
+            self.run.session_refused(self.call, grant.committed_usd)
+            return False
+        self.token = grant.token
+        return True
+
+    def settlement(self) -> tuple[str, str | None, float]:
+        """The store's settle arguments: the call's actual cost when the run recorded its
+        outcome, else (cancelled, abandoned mid-call) its reservation, what it may have been
+        billed at most."""
+        run, call = self.run, self.call
+        if len(run.trace.runs) > self.runs_before:
+            cost = run.spent - self.spent_before
+        else:
+            cost = call.reservation_usd or 0.0
+        return self.link.session_id, self.token, cost
 
 
 class _NoSession:
@@ -176,11 +195,3 @@ def call_cap(cap_usd: float | None) -> float:
     """A reservation is only made under a cap, so it is never None here."""
     assert cap_usd is not None
     return cap_usd
-
-
-def _call_cost(run: CascadeRun, call: ModelCall, spent_before: float, runs_before: int) -> float:
-    """The call's actual cost when the run recorded its outcome, else (cancelled, abandoned
-    mid-call) its reservation: what it may have been billed at most."""
-    if len(run.trace.runs) > runs_before:
-        return run.spent - spent_before
-    return call.reservation_usd or 0.0
