@@ -32,12 +32,8 @@ from llamaindex_cascade import CascadeRouterLLM, LocalMiniLMEmbedding
 
 LOCAL_LADDER = Path(__file__).resolve().parent / "local-ladder.yaml"
 QUESTION = "When was the Verrin lighthouse built?"
-DOCUMENTS = [
-    "The Verrin lighthouse stands on Cape Verrin. It was built in 1871 and is 38 metres tall.",
-    "Harbour town Oskel is known for its smoked fish market, held every Saturday morning.",
-    "The ferry from Oskel to the island of Tamsa leaves twice a day and takes 50 minutes.",
-    "Cape Verrin's nature reserve protects nesting puffins from April to August.",
-]
+# The corpus, one document a line (the LangChain and LlamaIndex examples share it).
+DOCUMENTS = (Path(__file__).resolve().parent / "rag-documents.txt").read_text().splitlines()
 
 
 class LastAnswer(BaseEventHandler):
