@@ -285,3 +285,28 @@ async def test_litellm_callbacks_see_the_cascade_once_at_its_total(
     ]
     assert [model for model, _ in ours] == ["u"]
     assert ours[0][1] == pytest.approx(cost, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "naming",
+    [{"litellm_session_id": "sdk-run"}, {"metadata": {"session_id": "sdk-run"}}],
+    ids=["litellm_session_id", "metadata"],
+)
+def test_litellm_sdk_session_fields_name_the_cascades_session(naming: dict) -> None:
+    """In code, without the proxy: LiteLLM's own session fields reach the engine."""
+    models = {"small": FakeModel(logprob=-3.0), "big": FakeModel(logprob=-0.01)}
+    with FakeOpenAIServer(models) as fake:
+        config = ladder_config(["small", "big"], [None, None], fake.base_url)
+        register(CascadeProvider(LadderRegistry({"u": config})))
+        try:
+            messages = [{"role": "user", "content": "hi"}]
+            first = litellm.completion(model="cascade/u", messages=messages, **naming)
+            second = litellm.completion(model="cascade/u", messages=messages, **naming)
+            alone = litellm.completion(model="cascade/u", messages=messages)
+        finally:
+            register()
+    one, two = first.cascade["session"], second.cascade["session"]
+    assert one["session_id"] == two["session_id"] == "sdk-run"
+    assert one["new"] and not two["new"]
+    assert two["spend_before_usd"] == pytest.approx(first.cascade["cost_usd"], rel=1e-9)
+    assert alone.cascade["session"] is None

@@ -73,6 +73,23 @@ def summary(result: CascadeResult) -> dict[str, Any]:
             }
             for run in trace.runs
         ],
+        "session": _session(result),
+    }
+
+
+def _session(result: CascadeResult) -> dict[str, Any] | None:
+    """The request's session as a client checks it (which one, whether it was new, its
+    spend before and after), or None outside a session."""
+    session = result.trace.session
+    if session is None:
+        return None
+    return {
+        "session_id": session.session_id,
+        "policy": session.policy,
+        "new": session.new,
+        "cap_usd": session.cap_usd,
+        "spend_before_usd": session.spend_before_usd,
+        "spend_after_usd": session.spend_after_usd,
     }
 
 

@@ -18,7 +18,8 @@ engine decides, retries, prices and traces. LiteLLM's accounting sees the reques
 the cascade's full cost (drafts included): ``_hidden_params["response_cost"]`` on whole
 responses, the logging object's ``additional_response_cost`` on streams (the ladder's model
 name is priced at zero so nothing else is added), and the engine's own provider calls are
-marked as LiteLLM sub-calls (``ladders.gateway_engine``).
+marked as LiteLLM sub-calls (``ladders.gateway_engine``). A request that names a session
+(``session_id``: a header or LiteLLM's session fields) runs in it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from cascade_core.errors import (
 from cascade_core.gateway import openai_format, telemetry
 from cascade_core.gateway.ladders import PROVIDER, LadderRegistry, ladders
 from cascade_core.gateway.observe import CallLog, recording
+from cascade_core.gateway.session_id import session_id
+from cascade_core.sessions.state import check_session_id
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class _Request:
     messages: list[dict[str, Any]]
     params: dict[str, Any]
     streamed: bool
+    session_id: str | None = None
     started_ns: int = field(default_factory=time.time_ns)
     log: CallLog = field(default_factory=CallLog)
     reported: bool = False
@@ -119,43 +123,56 @@ class CascadeProvider(CustomLLM):
     # -- LiteLLM's entry points ------------------------------------------------------------
 
     def completion(self, model: str, messages: list, model_response: Any, optional_params: dict,
-                   **_: Any) -> Any:  # fmt: skip
-        request = self._request(model, messages, optional_params, streamed=False)
+                   litellm_params: dict | None = None, **_: Any) -> Any:  # fmt: skip
+        request = self._request(model, messages, optional_params, litellm_params, streamed=False)
         with self._whole(request) as done:
-            done.append(request.engine.run(request.messages, **request.params))
+            done.append(request.engine.run(request.messages, request.session_id, **request.params))
         return self._fill(model_response, done[0], optional_params)
 
     async def acompletion(self, model: str, messages: list, model_response: Any,
-                          optional_params: dict, **_: Any) -> Any:  # fmt: skip
-        request = self._request(model, messages, optional_params, streamed=False)
+                          optional_params: dict, litellm_params: dict | None = None,
+                          **_: Any) -> Any:  # fmt: skip
+        request = self._request(model, messages, optional_params, litellm_params, streamed=False)
         with self._whole(request) as done:
-            done.append(await request.engine.arun(request.messages, **request.params))
+            done.append(
+                await request.engine.arun(request.messages, request.session_id, **request.params)
+            )
         return self._fill(model_response, done[0], optional_params)
 
     def streaming(self, model: str, messages: list, model_response: Any, optional_params: dict,
-                  logging_obj: Any = None, **_: Any) -> Iterator[dict[str, Any]]:  # fmt: skip
+                  logging_obj: Any = None, litellm_params: dict | None = None,
+                  **_: Any) -> Iterator[dict[str, Any]]:  # fmt: skip
         """Checked now (bad input fails the call, not the first chunk); streamed lazily."""
-        request = self._request(model, messages, optional_params, streamed=True)
+        request = self._request(model, messages, optional_params, litellm_params, streamed=True)
         return self._chunks(request, logging_obj)
 
     def astreaming(self, model: str, messages: list, model_response: Any, optional_params: dict,
-                   logging_obj: Any = None, **_: Any) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
-        request = self._request(model, messages, optional_params, streamed=True)
+                   logging_obj: Any = None, litellm_params: dict | None = None,
+                   **_: Any) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+        request = self._request(model, messages, optional_params, litellm_params, streamed=True)
         return self._achunks(request, logging_obj)
 
     # -- shared ---------------------------------------------------------------------------
 
     def _request(
-        self, model: str, messages: list, optional_params: dict, streamed: bool
+        self,
+        model: str,
+        messages: list,
+        optional_params: dict,
+        litellm_params: dict | None,
+        streamed: bool,
     ) -> _Request:
         name = model.removeprefix(f"{PROVIDER}/")
         try:
             engine = self.registry.engine(name)
             params = openai_format.engine_params(optional_params)
+            session = session_id(litellm_params)
+            if session is not None:
+                session = check_session_id(session)
         except InvalidInputError as error:
             raise litellm.BadRequestError(str(error), f"{PROVIDER}/{name}", PROVIDER) from None
         self._price_at_zero(name)
-        return _Request(name, engine, list(messages), params, streamed)
+        return _Request(name, engine, list(messages), params, streamed, session)
 
     def _price_at_zero(self, name: str) -> None:
         """Give ``cascade/<name>`` a zero token price, so that LiteLLM's cost of a cascade
@@ -214,7 +231,7 @@ class CascadeProvider(CustomLLM):
     # -- streams ----------------------------------------------------------------------------
 
     def _chunks(self, request: _Request, logging_obj: Any) -> Iterator[dict[str, Any]]:
-        events = request.engine.stream(request.messages, **request.params)
+        events = request.engine.stream(request.messages, request.session_id, **request.params)
         try:
             with recording() as request.log:
                 first = next(events)  # the engine's run starts here, inside the recording
@@ -228,7 +245,7 @@ class CascadeProvider(CustomLLM):
             request.report(None, GeneratorExit("stream closed before its end"))
 
     async def _achunks(self, request: _Request, logging_obj: Any) -> AsyncIterator[dict[str, Any]]:
-        events = request.engine.astream(request.messages, **request.params)
+        events = request.engine.astream(request.messages, request.session_id, **request.params)
         try:
             with recording() as request.log:
                 event = await events.__anext__()

@@ -9,6 +9,7 @@ directory is removed when it exits. Ladders reach the proxy's workers by name th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -25,6 +26,8 @@ from cascade_core.engine import RouterConfig
 from cascade_core.errors import InvalidInputError
 from cascade_core.gateway import proxy_config, telemetry
 from cascade_core.gateway.ladders import LADDERS_ENV, check_name, gateway_engine
+
+logger = logging.getLogger(__name__)
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 
@@ -60,6 +63,9 @@ def prepare(options: ServeOptions) -> tuple[dict[str, Any], dict[str, str]]:
     config = RouterConfig.from_file(path)
     gateway_engine(config)  # prices, keys' variable names, recursion: refused now, not per request
     name = check_name(options.name or ladder_name(path))
+    split = split_sessions_warning(config, options)
+    if split is not None:
+        logger.warning(split)
     generated = proxy_config.build(
         {name: config},
         expose_models=options.expose_models,
@@ -81,6 +87,22 @@ def prepare(options: ServeOptions) -> tuple[dict[str, Any], dict[str, str]]:
     if options.otel:
         env[telemetry.TRACING_ENV] = "1"
     return generated, env
+
+
+def split_sessions_warning(config: RouterConfig, options: ServeOptions) -> str | None:
+    """Why sessions would not hold across this deployment, or None.
+
+    Sessions kept in process memory are per worker: with several workers (or replicas
+    sharing a Redis for rate limits) a conversation's requests reach different processes,
+    and each sees a new session (no tool-loop continuity, a per-session cap per process).
+    """
+    if config.session.store != "memory" or (options.workers == 1 and options.redis_url is None):
+        return None
+    where = f"--workers {options.workers}" if options.workers > 1 else "--redis-url (replicas)"
+    return (
+        f"{options.config}: session.store is 'memory', so with {where} each process keeps "
+        "its own sessions; set session.store: redis (with url_env) to share them"
+    )
 
 
 def _auth_env(options: ServeOptions, config: dict[str, Any]) -> dict[str, str]:
