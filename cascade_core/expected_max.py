@@ -131,7 +131,7 @@ def _shared_values(quality: FloatArray, noise: FloatArray, masks: FloatArray) ->
     samples = quality.T[:, :, None] + noise.T[:, None, :]
     result = np.empty((quality.shape[0], len(masks)))
     maxima: list[FloatArray] = []
-    for j, (parent, added) in enumerate(_fold_plans(masks)):
+    for j, (parent, added) in enumerate(_fold_plans(masks.shape, masks.tobytes())):
         if parent < 0:
             best = samples[added[0]].copy()
             for m in added[1:]:
@@ -168,12 +168,15 @@ def _per_query_values(quality: FloatArray, noise: FloatArray, masks: FloatArray)
     return result
 
 
-def _fold_plans(masks: FloatArray) -> list[tuple[int, list[int]]]:
+@lru_cache(maxsize=1024)
+def _fold_plans(shape: tuple[int, ...], packed: bytes) -> tuple[tuple[int, tuple[int, ...]], ...]:
     """Per supermodel: an earlier one it extends by one model (-1: none), and what to add.
 
     The maximum is exact in any order, so folding onto a subset's maxima gives the very same
-    values as folding every model.
+    values as folding every model. Cached by the masks' bytes: a replay asks for the same
+    lists of supermodels in every state it revisits.
     """
+    masks = np.frombuffer(packed, dtype=bool).reshape(shape)
     seen: dict[frozenset[int], int] = {}
     plans = []
     for j, mask in enumerate(masks):
@@ -181,11 +184,11 @@ def _fold_plans(masks: FloatArray) -> list[tuple[int, list[int]]]:
         key = frozenset(members)
         extends = next((m for m in members if key - {m} in seen), None)
         if extends is None:
-            plans.append((-1, members))
+            plans.append((-1, tuple(members)))
         else:
-            plans.append((seen[key - {extends}], [extends]))
+            plans.append((seen[key - {extends}], (extends,)))
         seen.setdefault(key, j)
-    return plans
+    return tuple(plans)
 
 
 def expected_max(

@@ -68,8 +68,8 @@ class UnchunkedContext:
             quality=quality[rows],
             cost=self.staged.cost[rows],
             uncertainty=uncertainty,
-            expected_max=lambda masks, expectation: self._group_values(
-                ran, rows, np.asarray(masks, dtype=bool), expectation
+            expected_max=lambda masks, expectation, within=None: self._group_values(
+                ran, rows if within is None else rows[within], np.asarray(masks, bool), expectation
             ),
         )
 

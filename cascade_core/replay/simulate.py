@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -20,7 +20,6 @@ from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import FloatArray, Uncertainty, check_cost, check_quality
 from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples, supermodel_values
 from cascade_core.strategies.base import STOP, StateGroup, Strategy
-from cascade_core.strategies.mixed import MixedStrategy
 
 # Per memo (a context's values, a replay's estimates); the bench holds two of each per process.
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -308,7 +307,7 @@ class _ValueTable:
     def block(self, rows: np.ndarray, columns: np.ndarray) -> FloatArray:
         start = int(columns[0])
         if (columns == np.arange(start, start + len(columns))).all():
-            return self._data[rows, start : start + len(columns)]
+            return _read_only(self._data[_as_slice(rows), start : start + len(columns)])
         return self._data[np.ix_(rows, columns)]
 
     def _reserve(self, width: int) -> None:
@@ -346,7 +345,21 @@ class _RowTable:
         self._values[rows] = values
 
     def rows(self, rows: np.ndarray) -> FloatArray:
-        return self._values[rows]
+        return _read_only(self._values[_as_slice(rows)])
+
+
+def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """Rows that are a contiguous ascending range as a slice (a view, no copy: a group of
+    every query is the largest read of a replay step), else the rows themselves."""
+    if len(rows) and (np.diff(rows) == 1).all():
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
+def _read_only(values: FloatArray) -> FloatArray:
+    """A view into the cache must not be written through."""
+    values.setflags(write=False)
+    return values
 
 
 @dataclass(frozen=True)
@@ -367,28 +380,21 @@ class BatchOutcome:
 def run_batch(strategy: Strategy, context: BatchContext) -> BatchOutcome:
     """Replay ``strategy`` on every query of ``context``.
 
-    A ``MixedStrategy`` draws its policy once per query from a generator seeded by the
-    strategy, so a replay is repeatable.
+    Each query keeps one draw (`StateGroup.draws`) from ``strategy.query_draws``, so a policy
+    that picks per query (`MixedStrategy`) picks repeatably, and the same as live.
     """
-    if isinstance(strategy, MixedStrategy):
-        draws = np.random.default_rng(strategy.seed).random(context.staged.n_queries)
-        use_expensive = draws < strategy.gamma
-        cheap = run_batch(strategy.cheap, context)
-        expensive = run_batch(strategy.expensive, context)
-        return BatchOutcome(
-            ran=np.where(use_expensive[:, None], expensive.ran, cheap.ran),
-            answer=np.where(use_expensive, expensive.answer, cheap.answer),
-        )
     staged = context.staged
     n_queries, n_models = staged.n_queries, staged.n_models
     ran = np.zeros((n_queries, n_models), dtype=bool)
     active = np.ones(n_queries, dtype=bool)
+    draws = strategy.query_draws(n_queries)
     for _ in range(n_models + 1):
         rows_active = np.flatnonzero(active)
         if rows_active.size == 0:
             break
         for state, rows in _groups_by_state(ran, rows_active):
-            choice = np.asarray(strategy.decide_batch(context.group(state, rows)))
+            group = replace(context.group(state, rows), draws=draws[rows])
+            choice = np.asarray(strategy.decide_batch(group))
             stop = choice == STOP
             if (~stop).any() and ran[rows[~stop], choice[~stop]].any():
                 raise RuntimeError(f"{strategy.name} chose a model that already ran")

@@ -97,7 +97,11 @@ class CascadeRouting(Strategy):
             group.ran, group.n_models, self.max_size(group.ran, group.n_models)
         )
         value = group.expected_max(masks, self.variant != "no_expect")
-        objective = value - per_step_value(self.lam, group.step) * (group.cost @ masks.T)
+        # value - lambda * price, in place: the (queries x supermodels) temporaries are the
+        # largest arrays of a replay step, and allocating them costs more than the arithmetic.
+        objective = group.cost @ masks.T
+        np.multiply(objective, per_step_value(self.lam, group.step), out=objective)
+        np.subtract(value, objective, out=objective)
         near_best = objective >= objective.max(axis=1, keepdims=True) - TIE_TOLERANCE
         best = masks[near_best.argmax(axis=1)]  # the first (smallest) of tied supermodels
         new = best.copy()
