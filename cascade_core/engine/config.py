@@ -17,7 +17,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from cascade_core.errors import InvalidInputError
 from cascade_core.key_shapes import looks_like_key, mask_keys
@@ -59,6 +67,25 @@ def is_env_var_name(value: str) -> bool:
     return not any(looks_like_key(part) for part in (value, *value.split("_")))
 
 
+def env_var_name_only(what: str) -> AfterValidator:
+    """For a field that names the environment variable holding a secret (``what``): anything
+    else is refused, and the message never shows the value (it may be the secret itself)."""
+
+    def check(value: str) -> str:
+        if not is_env_var_name(value):
+            raise ValueError(
+                f"must be the NAME of an environment variable ({ENV_NAME_RULE}), never the "
+                f"{what} itself (the value given is not shown)"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+KeyVariable = Annotated[str, env_var_name_only("key")]
+UrlVariable = Annotated[str, env_var_name_only("URL")]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -77,7 +104,7 @@ class ModelSpec(_Strict):
         None, min_length=1, description="short label in traces; defaults to `model`"
     )
     api_base: str | None = None
-    api_key_env: str | None = Field(
+    api_key_env: KeyVariable | None = Field(
         None,
         description="NAME of the environment variable holding the API key, never the key: "
         f"{ENV_NAME_RULE}; refused when it looks like a key (known key prefixes, long "
@@ -117,16 +144,6 @@ class ModelSpec(_Strict):
     @property
     def label(self) -> str:
         return self.name or self.model
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name_only(cls, value: str | None) -> str | None:
-        if value is not None and not is_env_var_name(value):
-            raise ValueError(
-                f"must be the NAME of an environment variable ({ENV_NAME_RULE}), never the "
-                "key itself (the value given is not shown)"
-            )
-        return value
 
     @field_validator("extra_params")
     @classmethod
@@ -198,7 +215,7 @@ class SessionSpec(_Strict):
     url: str | None = Field(
         None, description="Redis URL without credentials, e.g. redis://cache:6379/0"
     )
-    url_env: str | None = Field(
+    url_env: UrlVariable | None = Field(
         None, description="NAME of the environment variable holding a Redis URL with a password"
     )
     prefix: str = Field("cascade-router:session:", min_length=1, description="Redis key prefix")
@@ -206,16 +223,6 @@ class SessionSpec(_Strict):
     ttl_s: Annotated[Number, Field(gt=0)] = Field(
         3600.0, description="a session is forgotten this long after its last request"
     )
-
-    @field_validator("url_env")
-    @classmethod
-    def _url_env_name_only(cls, value: str | None) -> str | None:
-        if value is not None and not is_env_var_name(value):
-            raise ValueError(
-                f"must be the NAME of an environment variable ({ENV_NAME_RULE}), never the "
-                "URL itself (the value given is not shown)"
-            )
-        return value
 
     @field_validator("url")
     @classmethod

@@ -98,8 +98,7 @@ class SessionLink:
         try:
             yield outcome
         finally:
-            update = run.session_update(outcome.result)
-            if update is not None:
+            if (update := run.session_update(outcome.result)) is not None:
                 self.store.save(self.session_id, update)
 
     # -- async ----------------------------------------------------------------------------
@@ -123,8 +122,7 @@ class SessionLink:
         try:
             yield outcome
         finally:
-            update = run.session_update(outcome.result)
-            if update is not None:
+            if (update := run.session_update(outcome.result)) is not None:
                 await self.store.asave(self.session_id, update)
 
 

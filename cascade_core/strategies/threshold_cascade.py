@@ -41,10 +41,8 @@ class ThresholdCascade(Strategy):
         n_queries = group.quality.shape[0]
         order = resolve_order(self.order, group.cost)
         step = group.step
-        if step == 0:
-            return order[:, 0].copy()
-        if step >= order.shape[1]:
-            return np.full(n_queries, STOP)
+        if (ends := order_ends(order, step)) is not None:
+            return ends
         last_run = order[:, step - 1]
         last_quality = group.quality[np.arange(n_queries), last_run]
         accept = last_quality >= per_step_value(self.threshold, step - 1)
@@ -59,6 +57,17 @@ def check_order(order: Sequence[int]) -> tuple[int, ...]:
     if len(set(values)) != len(values) or min(values) < 0:
         raise InvalidInputError(f"order: model indices must be distinct and >= 0, got {values}")
     return values
+
+
+def order_ends(order: np.ndarray, step: int) -> np.ndarray | None:
+    """What a cascade over ``order`` (n, k) does at the ends of its order, whatever its stop
+    rule: run each query's first model at step 0, stop once the order is used up; None in
+    between, where the stop rule decides."""
+    if step == 0:
+        return order[:, 0].copy()
+    if step >= order.shape[1]:
+        return np.full(order.shape[0], STOP)
+    return None
 
 
 def resolve_order(order: Sequence[int] | None, cost: np.ndarray) -> np.ndarray:
