@@ -157,3 +157,47 @@ def test_live_run_follows_the_policy_its_request_draws() -> None:
     for policy, text in zip(picked, (f"question {i}" for i in range(64)), strict=True):
         call = _run(engine, mixed, text).next_call()
         assert call is not None and call.final == (policy is dear)
+
+
+def test_a_driver_passing_draws_replays_mixed_as_run_batch_does() -> None:
+    """The contract is enough for replay: a plain stepping driver that hands each group its
+    queries' draws (`query_draws`) reproduces `run_batch` on a mixed policy exactly."""
+    from cascade_core.answer_choice import choose_answers
+    from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
+
+    rng = np.random.default_rng(7)
+    n, k = 40, 3
+    ante, post = rng.uniform(0, 1, (n, k)), rng.uniform(0, 1, (n, k))
+    cost = np.sort(rng.uniform(0.01, 1.0, (n, k)), axis=1)
+
+    def estimator(ran: frozenset[int]) -> tuple[np.ndarray, Uncertainty]:
+        mask = np.isin(np.arange(k), list(ran))
+        return np.where(mask, post, ante), Uncertainty.independent_std(np.where(mask, 0, 0.2))
+
+    context = BatchContext(StagedEstimates(cost, estimator))
+    mixed = MixedStrategy(
+        cheap=ThresholdCascade(threshold=0.7), expensive=CascadeRouting(lam=0.3), gamma=0.4
+    )
+    draws = mixed.query_draws(n)
+    ran = np.zeros((n, k), dtype=bool)
+    active = np.ones(n, dtype=bool)
+    for _ in range(k + 1):
+        states: dict[frozenset[int], list[int]] = {}
+        for row in np.flatnonzero(active):
+            states.setdefault(frozenset(np.flatnonzero(ran[row]).tolist()), []).append(row)
+        for state, members in states.items():
+            rows = np.array(members)
+            group = replace(context.group(state, rows), draws=draws[rows])
+            choice = mixed.decide_batch(group)
+            active[rows[choice == STOP]] = False
+            ran[rows[choice != STOP], choice[choice != STOP]] = True
+    answer = np.array(
+        [
+            choose_answers(estimator(frozenset(np.flatnonzero(ran[i]).tolist()))[0][i : i + 1],
+                           ran[i : i + 1], cost[i : i + 1])[0]
+            for i in range(n)
+        ]
+    )  # fmt: skip
+    expected = run_batch(mixed, context)
+    assert 0 < (draws < mixed.gamma).sum() < n and len({tuple(r) for r in ran}) > 2
+    assert np.array_equal(ran, expected.ran) and np.array_equal(answer, expected.answer)

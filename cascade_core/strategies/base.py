@@ -70,7 +70,9 @@ class StateGroup:
         def evaluate(
             masks: FloatArray, expectation: bool, within: np.ndarray | None = None
         ) -> FloatArray:
-            return parent(masks, expectation, positions if within is None else positions[within])
+            return parent(
+                masks, expectation, within=positions if within is None else positions[within]
+            )
 
         return StateGroup(
             ran=self.ran,
