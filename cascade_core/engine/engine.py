@@ -2,7 +2,9 @@
 
 ``CascadeEngine`` holds only immutable configuration (and the session store). Each request
 gets its own ``CascadeRun`` (the shared decision state machine); the four drivers below differ
-only in how they perform a model call: blocking or awaited, whole or streamed. A request with
+only in how they perform a model call: blocking or awaited, whole or streamed. What a call's
+outcome means is kept once, free of I/O, in `_Whole` and `_Draft` (and the session store's
+side in `SessionLink`), so the sync and async twins hold only the calls themselves. A request with
 a ``session_id`` also goes through its `SessionLink`: the session is loaded before the run,
 each call is reserved against the session budget and settled after, and the run's update is
 saved at the end.
