@@ -83,7 +83,7 @@ def test_unpriced_models_must_be_priced():
 
 def test_litellm_prices_are_used_when_none_are_given():
     engine = CascadeEngine(models=[{"model": "gpt-4o-mini"}])
-    model = engine.parts.ladder[0]
+    model = engine.ladder[0]
     assert model.input_cost_per_token > 0 and model.context_window
     assert model.supports_logprobs
 

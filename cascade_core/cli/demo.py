@@ -59,7 +59,7 @@ def run_demo(config_path: Path) -> dict[str, Any]:
     """Every question through the cascade, then through the biggest model alone."""
     config = RouterConfig.from_file(config_path)
     engine = CascadeEngine(config)
-    ladder = engine.parts.ladder
+    ladder = engine.ladder
     biggest = max(ladder, key=lambda m: m.input_cost_per_token + m.output_cost_per_token)
     cheapest = min(ladder, key=lambda m: m.input_cost_per_token + m.output_cost_per_token)
     alone = CascadeEngine(config.model_copy(update={"models": [biggest.spec]}))
