@@ -303,8 +303,13 @@ def _engine_process(server, url: str, prefix: str, turns: list, cap: float) -> s
     )
 
 
+# Only a hung process should hit this: on a loaded shared machine (2 cores, several test
+# runs) two engine processes racing through eight turns took over 300 s.
+PROCESS_LIMIT_S = 1200
+
+
 def _results(process: subprocess.Popen) -> list[dict]:
-    out, err = process.communicate(timeout=300)
+    out, err = process.communicate(timeout=PROCESS_LIMIT_S)
     assert process.returncode == 0, err[-2000:]
     return json.loads(out.strip().splitlines()[-1])
 
