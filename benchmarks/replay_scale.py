@@ -6,8 +6,9 @@ RouterBench-like data (tests/synthetic_routerbench.py): estimates from the paper
 oracle at the "low" level (`fit_noisy_oracle`, fitted on half the training part), >= 20
 budgets between the cheapest and the dearest model's mean cost, each fitted on the other half
 (`fit_to_budgets`) and replayed on the test part; the test AUC is reported. Every run is a
-fresh child process, so its peak RSS is its own: the kernel's ``ru_maxrss`` from ``wait4``
-(and the child's own VmHWM as a cross-check).
+fresh child process, so its peak RSS and CPU time are its own: the kernel's ``ru_maxrss``,
+``ru_utime`` and ``ru_stime`` from ``wait4`` (and the child's own VmHWM as a cross-check);
+the load average before and after says how shared the machine was.
 
 The baseline is measured in the same run: on a smaller size that it can hold, each strategy
 runs both with the unchunked context (tests/replay_reference.py: every state's full
@@ -117,6 +118,9 @@ def in_child(strategy: str, n_test: int, n_train: int, unchunked: bool, seed: in
         process.returncode = os.waitstatus_to_exitcode(status)
         result = json.loads(out.read_text()) if out.exists() else {}
     result["peak_rss_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    # CPU time is what the child itself used: on a shared machine wall seconds also count
+    # everyone else's work, CPU seconds do not.
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     result["exit_code"] = process.returncode
     if process.returncode:
         result["error"] = "timed out" if time.monotonic() > deadline else "child failed"
@@ -142,6 +146,7 @@ def main() -> None:
         Path(out).write_text(json.dumps(result))
         return
 
+    load_at_start = os.getloadavg()[0]
     full = {
         s: in_child(s, args.queries, args.train, False, args.seed, args.timeout)
         for s in args.strategies
@@ -172,6 +177,7 @@ def main() -> None:
         },
         "noise": NOISE,
         "cpus": os.cpu_count(),
+        "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
         "strategies": {s: _summary(r) for s, r in full.items()},
         "baseline": {"queries": {"test": n_base, "train": n_base}, "strategies": baseline},
@@ -190,7 +196,7 @@ def main() -> None:
     for s, r in report["strategies"].items():
         print(
             f"  {s:18s} peak RSS {r['peak_rss_mb']:8.0f} MB  sweep {r['seconds']:7.1f} s"
-            f"  AUC {r['auc']:.3f}"
+            f"  (child CPU {r['cpu_seconds']:7.1f} s)  AUC {r['auc']:.3f}"
         )
     print(f"baseline ({n_base} queries): unchunked vs chunked")
     for s, b in baseline.items():
