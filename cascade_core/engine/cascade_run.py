@@ -33,6 +33,7 @@ from cascade_core.engine.session_turn import SessionTurn, asks_cache_write
 from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun, RunStatus
 from cascade_core.errors import AllModelsFailedError, CascadeStreamError
 from cascade_core.estimates import QueryEstimates
+from cascade_core.latency import LatencyModel, ModelLatency
 from cascade_core.sessions.messages import for_model
 from cascade_core.sessions.policy import SessionPolicy, ToolLoop
 from cascade_core.sessions.state import SessionSnapshot, SessionUpdate
@@ -54,6 +55,8 @@ class RouterParts:
     session_policy: SessionPolicy = "per_turn"
     tool_loop: ToolLoop = "continue"
     max_cost_usd_per_session: float | None = None
+    # Learned from every call's trace; None: latency is neither learned nor expected
+    latency: LatencyModel | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class ModelCall:
     allowance_usd: float | None = None  # what the cost caps left for this call
     # The worst case to reserve against the session cap before calling (None: no session cap)
     reservation_usd: float | None = None
+    # The model's latency averages when the call was prepared (its trace's expectation)
+    latency: ModelLatency | None = None
 
     @property
     def max_output_tokens(self) -> int | None:
@@ -270,6 +275,9 @@ class CascadeRun:
             estimated_cost=float(self.cost[model.index]),
             allowance_usd=allowance,
             reservation_usd=reservation,
+            latency=(
+                self.parts.latency.averages(model.label) if self.parts.latency is not None else None
+            ),
         )
 
     def _allowance(self) -> tuple[float | None, str]:
@@ -337,11 +345,16 @@ class CascadeRun:
         answer: ModelAnswer,
         latency_s: float,
         cache: CacheUsage | None = None,
+        *,
+        ttft_s: float | None = None,
+        streamed: bool = False,
     ) -> None:
         """Score an answer; an unusable one (empty, refused, filtered) is paid but never
         returned, and a call that broke the cost cap stops the cascade. ``cache`` is the
-        usage's prompt-cache counts (what was billed at the cache prices)."""
+        usage's prompt-cache counts (what was billed at the cache prices); ``latency_s`` is
+        the whole call and ``ttft_s`` a streamed call's first token."""
         paid = self._pay(call, answer, latency_s, cache)
+        paid.update(self._timing(call, latency_s, ttft_s, streamed, paid, complete=True))
         problem = message_signals(answer.message(), answer.finish_reason).unusable_reason
         if problem is None:
             judgement = self.parts.estimator.judge(call.model.index, answer, self.request)
@@ -375,11 +388,44 @@ class CascadeRun:
             "completion_tokens": completion_tokens,
             "cost_usd": cost,
             "estimated_cost_usd": call.estimated_cost,
-            "latency_ms": latency_s * 1000,
             "cap_overrun": self._overrun(call, cost, completion_tokens),
             "cached_tokens": cache.read,
             "cache_write_tokens": cache.written,
             "expected_cached_tokens": int(self.expected_cached[model.index]),
+        }
+
+    def _timing(
+        self,
+        call: ModelCall,
+        latency_s: float,
+        ttft_s: float | None,
+        streamed: bool,
+        paid: dict[str, Any] | None,
+        complete: bool,
+    ) -> dict[str, Any]:
+        """The trace's times for a call, expected and actual; a call that returned (``paid``
+        holds its billed tokens) is learned from. A whole call's first token is its answer."""
+        if not streamed and paid is not None:
+            ttft_s = latency_s
+        expected = (
+            call.latency.expect(max_tokens=call.params.get("max_tokens"), streamed=streamed)
+            if call.latency is not None
+            else None
+        )
+        if self.parts.latency is not None and paid is not None:
+            self.parts.latency.observe(
+                call.model.label,
+                ttft_s=ttft_s if streamed else None,
+                total_s=latency_s,
+                output_tokens=paid["completion_tokens"],
+                complete=complete,
+            )
+        return {
+            "ttft_s": ttft_s,
+            "total_s": latency_s,
+            "streamed": streamed,
+            "expected_ttft_s": expected.ttft_s if expected is not None else None,
+            "expected_total_s": expected.total_s if expected is not None else None,
         }
 
     def _log(
@@ -441,8 +487,17 @@ class CascadeRun:
         self.halted = f"{reason}; no further model runs"
         return reason
 
-    def record_failure(self, call: ModelCall, error: BaseException, latency_s: float) -> None:
-        """A failed model counts as quality 0; the strategy goes on without it."""
+    def record_failure(
+        self,
+        call: ModelCall,
+        error: BaseException,
+        latency_s: float,
+        *,
+        ttft_s: float | None = None,
+        streamed: bool = False,
+    ) -> None:
+        """A failed model counts as quality 0; the strategy goes on without it (its time is
+        traced but not learned from: a failure says nothing of the model's speed)."""
         secrets = secrets_from_env(m.spec.api_key_env for m in self.parts.ladder)
         self._log(
             call.model,
@@ -451,7 +506,7 @@ class CascadeRun:
             "call failed after LiteLLM's retries",
             post_hoc_quality=0.0,
             estimated_cost_usd=call.estimated_cost,
-            latency_ms=latency_s * 1000,
+            **self._timing(call, latency_s, ttft_s, streamed, None, complete=False),
             error=redact(f"{type(error).__name__}: {error}", secrets)[:500],
         )
 
@@ -462,9 +517,13 @@ class CascadeRun:
         latency_s: float,
         reason: str,
         cache: CacheUsage | None = None,
+        *,
+        ttft_s: float | None = None,
+        streamed: bool = True,
     ) -> None:
         """A draft stopped early because escalation was already certain: paid, not usable."""
         paid = self._pay(call, draft, latency_s, cache)
+        paid.update(self._timing(call, latency_s, ttft_s, streamed, paid, complete=False))
         self._log(
             call.model,
             Judgement(0.0, "aborted"),

@@ -31,6 +31,7 @@ from cascade_core.engine.request import build_request
 from cascade_core.engine.session_link import NO_SESSION, SessionLink, build_store, hold_seconds
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeStreamError, InvalidInputError
+from cascade_core.latency import LatencyModel
 from cascade_core.sessions.state import SessionSnapshot
 from cascade_core.sessions.store import SessionStore
 from cascade_core.signals.access import get_field
@@ -98,6 +99,7 @@ class CascadeEngine:
             session_policy=config.session.policy,
             tool_loop=config.session.tool_loop,
             max_cost_usd_per_session=budget.max_cost_usd_per_session,
+            latency=LatencyModel(m.label for m in ladder),
         )
         self.ladder: tuple[LadderModel, ...] = ladder
         self.strategy: Strategy = strategy
@@ -270,8 +272,8 @@ class CascadeEngine:
 
 
 class _Whole:
-    """One whole (unstreamed) model call, timed from its creation: the driver performs the
-    call and hands over the provider's response, or the error it raised."""
+    """One whole (unstreamed) model call, timed from its creation on the monotonic clock: the
+    driver performs the call and hands over the provider's response, or the error it raised."""
 
     def __init__(self, run: CascadeRun, call: ModelCall) -> None:
         self.run = run
@@ -302,7 +304,8 @@ class _Sent:
 
 class _Draft:
     """One streamed model call: buffers or forwards its text, watches for early abort and
-    for a provider that streams past ``max_tokens`` (then the stream is cut there)."""
+    for a provider that streams past ``max_tokens`` (then the stream is cut there), and times
+    its first token (the first chunk that adds text or a tool call)."""
 
     def __init__(self, run: CascadeRun, call: ModelCall, sent: _Sent) -> None:
         self.run = run
@@ -311,6 +314,7 @@ class _Draft:
         self.assembler = DraftAssembler()
         self.cache = CacheUsage()
         self.started = time.perf_counter()
+        self.ttft_s: float | None = None
         self.forwarded = False
         self.aborted = False
         self.overran = False
@@ -323,6 +327,8 @@ class _Draft:
 
     def take(self, chunk: Any) -> list[TextDelta]:
         text, logprobs = self.assembler.add(chunk)
+        if self.ttft_s is None and self.assembler.n_pieces > 0:
+            self.ttft_s = time.perf_counter() - self.started
         usage = get_field(chunk, "usage")
         if usage is not None:
             self.cache = cache_usage(usage)
@@ -350,6 +356,7 @@ class _Draft:
                     f"aborted after {tokens} tokens: escalation was certain "
                     "even if the rest of the draft were certain",
                     self.cache,
+                    ttft_s=self.ttft_s,
                 )
         return []
 
@@ -358,12 +365,19 @@ class _Draft:
             raise CascadeStreamError(
                 f"{self.call.model.label} failed after part of its answer was streamed"
             ) from None
-        self.run.record_failure(self.call, error, time.perf_counter() - self.started)
+        self.run.record_failure(
+            self.call, error, time.perf_counter() - self.started, ttft_s=self.ttft_s, streamed=True
+        )
 
     def finish(self) -> None:
         if not self.aborted:
             self.run.record_answer(
-                self.call, self.assembler.answer(), time.perf_counter() - self.started, self.cache
+                self.call,
+                self.assembler.answer(),
+                time.perf_counter() - self.started,
+                self.cache,
+                ttft_s=self.ttft_s,
+                streamed=True,
             )
 
 

@@ -39,7 +39,15 @@ class TokenUsage:
 @dataclass
 class ModelRun:
     """One model of the ladder in one request: answered, answered unusably (empty, refused,
-    filtered), failed, skipped or aborted early."""
+    filtered), failed, skipped or aborted early.
+
+    Times are seconds on the monotonic clock, measured by the driver around the provider call.
+    ``ttft_s`` is when the first token reached the engine: for a streamed call the first
+    chunk carrying text or a tool call, for a whole call the whole answer (its first token is
+    not visible earlier), None when no token arrived. ``total_s`` is the whole call, failed
+    ones included. ``expected_ttft_s`` / ``expected_total_s`` are what the engine's
+    `LatencyModel` predicted for the call before it ran (None until the model was observed).
+    """
 
     model: str
     index: int
@@ -53,7 +61,11 @@ class ModelRun:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     estimated_cost_usd: float = 0.0
-    latency_ms: float = 0.0
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    streamed: bool = False
+    expected_ttft_s: float | None = None
+    expected_total_s: float | None = None
     error: str | None = None
     cap_overrun: str | None = None  # set when this call broke the cost cap's assumptions
     cached_tokens: int = 0  # prompt tokens the provider billed at its cache-read price
@@ -63,6 +75,11 @@ class ModelRun:
     @property
     def usage(self) -> TokenUsage:
         return TokenUsage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+
+    @property
+    def latency_ms(self) -> float:
+        """The whole call in milliseconds (``total_s``), as logs and telemetry report it."""
+        return self.total_s * 1000
 
 
 @dataclass
@@ -123,7 +140,7 @@ class CascadeTrace:
     def as_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
-            "runs": [asdict(run) for run in self.runs],
+            "runs": [{**asdict(run), "latency_ms": run.latency_ms} for run in self.runs],
             "decisions": list(self.decisions),
             "stop_reason": self.stop_reason,
             "cost_usd": self.cost_usd,
