@@ -126,7 +126,11 @@ class CascadeProvider(CustomLLM):
                    litellm_params: dict | None = None, **_: Any) -> Any:  # fmt: skip
         request = self._request(model, messages, optional_params, litellm_params, streamed=False)
         with self._whole(request) as done:
-            done.append(request.engine.run(request.messages, request.session_id, **request.params))
+            done.append(
+                request.engine.run(
+                    request.messages, session_id=request.session_id, **request.params
+                )
+            )
         return self._fill(model_response, done[0], optional_params)
 
     async def acompletion(self, model: str, messages: list, model_response: Any,
@@ -135,7 +139,9 @@ class CascadeProvider(CustomLLM):
         request = self._request(model, messages, optional_params, litellm_params, streamed=False)
         with self._whole(request) as done:
             done.append(
-                await request.engine.arun(request.messages, request.session_id, **request.params)
+                await request.engine.arun(
+                    request.messages, session_id=request.session_id, **request.params
+                )
             )
         return self._fill(model_response, done[0], optional_params)
 
@@ -231,7 +237,9 @@ class CascadeProvider(CustomLLM):
     # -- streams ----------------------------------------------------------------------------
 
     def _chunks(self, request: _Request, logging_obj: Any) -> Iterator[dict[str, Any]]:
-        events = request.engine.stream(request.messages, request.session_id, **request.params)
+        events = request.engine.stream(
+            request.messages, session_id=request.session_id, **request.params
+        )
         try:
             with recording() as request.log:
                 first = next(events)  # the engine's run starts here, inside the recording
@@ -245,7 +253,9 @@ class CascadeProvider(CustomLLM):
             request.report(None, GeneratorExit("stream closed before its end"))
 
     async def _achunks(self, request: _Request, logging_obj: Any) -> AsyncIterator[dict[str, Any]]:
-        events = request.engine.astream(request.messages, request.session_id, **request.params)
+        events = request.engine.astream(
+            request.messages, session_id=request.session_id, **request.params
+        )
         try:
             with recording() as request.log:
                 event = await events.__anext__()
