@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fake_latency_provider import PAIR, FakeLatencyProvider, question  # noqa: E402
 
 from cascade_core.engine import CascadeEngine, Finished, RouterConfig, TextDelta  # noqa: E402
+from cascade_core.errors import CascadeError  # noqa: E402
 
 LADDER = ROOT / "examples" / "local-ladder.yaml"
 MAX_TOKENS = 24
@@ -69,11 +70,14 @@ def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
     started = time.perf_counter()
     first: float | None = None
     result = None
-    for event in engine.stream([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS):
-        if isinstance(event, TextDelta) and event.text and first is None:
-            first = time.perf_counter() - started
-        if isinstance(event, Finished):
-            result = event.result
+    try:
+        for event in engine.stream([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS):
+            if isinstance(event, TextDelta) and event.text and first is None:
+                first = time.perf_counter() - started
+            if isinstance(event, Finished):
+                result = event.result
+    except CascadeError as error:  # no answer: counted, and wrong, but not timed
+        return {"error": f"{type(error).__name__}: {error}"[:300]}
     total = time.perf_counter() - started
     assert result is not None
     ran = [r for r in result.trace.runs if r.status != "skipped"]
@@ -86,11 +90,16 @@ def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
     }
 
 
-def summarise(rows: list[dict[str, Any]], truth: list[int] | None) -> dict[str, Any]:
+def summarise(all_rows: list[dict[str, Any]], truth: list[int] | None) -> dict[str, Any]:
+    """Percentiles over the requests that got an answer; accuracy over all of them."""
+    rows = [r for r in all_rows if "error" not in r]
+    if not rows:
+        return {"requests": len(all_rows), "errors": [r["error"] for r in all_rows]}
     ttft = np.array([r["ttft_s"] for r in rows])
     total = np.array([r["total_s"] for r in rows])
     summary: dict[str, Any] = {
-        "requests": len(rows),
+        "requests": len(all_rows),
+        "errors": [r["error"] for r in all_rows if "error" in r],
         "ttft_p50_s": round(float(np.percentile(ttft, 50)), 3),
         "ttft_p95_s": round(float(np.percentile(ttft, 95)), 3),
         "total_p50_s": round(float(np.percentile(total, 50)), 3),
@@ -100,8 +109,8 @@ def summarise(rows: list[dict[str, Any]], truth: list[int] | None) -> dict[str, 
     }
     if truth is not None:
         right = [
-            bool(re.search(rf"\b{answer}\b", r["content"]))
-            for r, answer in zip(rows, truth, strict=True)
+            "error" not in r and bool(re.search(rf"\b{answer}\b", r["content"]))
+            for r, answer in zip(all_rows, truth, strict=True)
         ]
         summary["accuracy"] = round(float(np.mean(right)), 3)
     return summary
@@ -195,6 +204,9 @@ def main() -> None:
             continue
         print(f"{name}:")
         for mode, s in setup["modes"].items():
+            if "ttft_p50_s" not in s:
+                print(f"  {mode:28} no answers: {s['errors'][0]}")
+                continue
             accuracy = f"  accuracy {s['accuracy']:.2f}" if "accuracy" in s else ""
             print(
                 f"  {mode:28} TTFT p50 {s['ttft_p50_s']:.3f}s p95 {s['ttft_p95_s']:.3f}s  "
