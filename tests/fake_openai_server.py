@@ -78,6 +78,9 @@ class FakeModel:
     # Ignore max_tokens and always answer with every scripted token, as some providers and
     # self-hosted servers do.
     ignore_max_tokens: bool = False
+    # False: a stream never carries a usage chunk, even with stream_options.include_usage,
+    # as llama.cpp's server does.
+    stream_usage: bool = True
 
 
 @dataclass(frozen=True)
@@ -469,7 +472,7 @@ class FakeOpenAIServer:
                         await asyncio.sleep(self.faults.stall_s)
                         return response
             await send([{"index": 0, "delta": {}, "finish_reason": finish}])
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if model.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
                 usage = {
                     "prompt_tokens": model.prompt_tokens,
                     "completion_tokens": len(tokens),

@@ -267,6 +267,48 @@ class _CountingImageHost(BaseHTTPRequestHandler):
         return
 
 
+# 30 tokens for the provider, cut at max_tokens=24, and many more for LiteLLM's tokenizer: a
+# re-count of the text overshoots max_tokens although the provider stopped exactly at it.
+EMOJI_ANSWER = tuple(" \U0001f9ea\u0301" for _ in range(30))
+
+
+@pytest.fixture(scope="module")
+def usage_less_stream_fake():
+    models = {
+        "small": FakeModel(tokens=EMOJI_ANSWER, logprob=-1.2, stream_usage=False),
+        "large": FakeModel(tokens=EMOJI_ANSWER, logprob=-0.01, stream_usage=False),
+    }
+    with FakeOpenAIServer(models) as server:
+        yield server
+
+
+@pytest.mark.parametrize("driver", ["stream", "astream"])
+def test_a_recount_of_a_stream_without_usage_is_not_an_overrun(
+    usage_less_stream_fake, driver: str
+) -> None:
+    """A draft the provider stopped at max_tokens, streamed without a usage chunk, is billed
+    at most max_tokens and flagged as no overrun, so the cascade goes on (it once halted:
+    the text's re-count with another tokenizer came out above max_tokens)."""
+    engine = _engine(usage_less_stream_fake, "threshold_cascade")  # escalates below 0.5
+    recount = engine.ladder[0].count_output_tokens("".join(EMOJI_ANSWER[:24]))
+    assert recount > 24 * 1.25  # the re-count really overshoots, beyond the margin
+    messages = [{"role": "user", "content": "Say it."}]
+    if driver == "stream":
+        events = list(engine.stream(messages, max_tokens=24))
+    else:
+
+        async def collect() -> list[Any]:
+            return [e async for e in engine.astream(messages, max_tokens=24)]
+
+        events = asyncio.run(collect())
+    result = _stream_result(events)
+    runs = result.trace.runs
+    assert [r.cap_overrun for r in runs] == [None] * len(runs), result.trace.as_dict()
+    assert [r.model for r in runs] == ["small", "large"], result.trace.as_dict()
+    assert all(r.completion_tokens <= 24 for r in runs)
+    assert not (result.trace.stop_reason or "").startswith("cost cap overrun")
+
+
 def test_images_are_never_fetched_to_count_tokens(billing_fake) -> None:
     host = ThreadingHTTPServer(("127.0.0.1", 0), _CountingImageHost)
     thread = threading.Thread(target=host.serve_forever, daemon=True)

@@ -64,6 +64,9 @@ class ModelAnswer:
     logprobs: list[dict[str, Any]] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Output tokens the provider itself showed (one logprob entry, or one streamed delta, per
+    # token), as opposed to a re-count of the text with another tokenizer.
+    observed_tokens: int = 0
     tokens: TokenLogprobs | None = field(init=False, repr=False)
     features: LogprobFeatures | None = field(init=False, repr=False)
 
@@ -111,6 +114,7 @@ class ModelAnswer:
             logprobs=None if items is None else [_logprob_item(item) for item in items],
             prompt_tokens=get_field(usage, "prompt_tokens"),
             completion_tokens=get_field(usage, "completion_tokens"),
+            observed_tokens=0 if items is None else len(items),
         )
 
 
@@ -195,4 +199,5 @@ class DraftAssembler:
             logprobs=self._logprobs if self._saw_logprobs else None,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            observed_tokens=self.n_pieces,
         )

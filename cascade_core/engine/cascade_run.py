@@ -452,7 +452,15 @@ class CascadeRun:
     def _billed_tokens(self, call: ModelCall, answer: ModelAnswer) -> tuple[int, int]:
         """(prompt, completion) tokens as the provider reported them; where it did not (a
         stream closed early, a provider without usage), the upper bound the cap assumed for
-        the input and the answer's own token count for the output."""
+        the input, and for the output the tokens the provider showed (logprob entries,
+        streamed deltas) or a re-count of the answer's text.
+
+        A re-count uses LiteLLM's tokenizer, not the provider's, and can exceed ``max_tokens``
+        by a token or two on an answer the provider stopped exactly at ``max_tokens`` (a
+        draft closed after 24 of 24 tokens re-counted as 25), or by far on emoji and CJK.
+        That is not evidence of an overrun, so the re-count is held at the limit unless the
+        provider's own tokens pass it (a stream is cut there), or, with no tokens shown (a
+        whole answer without logprobs), the re-count passes it by more than the margin."""
         prompt = answer.prompt_tokens
         if prompt is None:
             prompt = math.ceil(self.input_tokens[call.model.index] * INPUT_TOKEN_MARGIN)
@@ -461,10 +469,26 @@ class CascadeRun:
             arguments = "".join(
                 str((c.get("function") or {}).get("arguments") or "") for c in answer.tool_calls
             )
-            completion = max(
-                len(answer.logprobs or []),
-                call.model.count_output_tokens(answer.content + arguments),
-            )
+            recount = call.model.count_output_tokens(answer.content + arguments)
+            observed = max(len(answer.logprobs or []), answer.observed_tokens)
+            limit = call.max_output_tokens
+            if (
+                limit is not None
+                and observed <= limit
+                and (observed > 0 or recount <= limit * INPUT_TOKEN_MARGIN)
+            ):
+                recount = min(recount, limit)
+            completion = max(observed, recount)
+        elif (
+            answer.finish_reason == "length"
+            and call.max_output_tokens is not None
+            and 0
+            < max(len(answer.logprobs or []), answer.observed_tokens)
+            <= call.max_output_tokens
+        ):
+            # The provider says it stopped at max_tokens and showed no more tokens than that:
+            # a larger count is LiteLLM's re-count of a stream without usage, not the bill.
+            completion = min(completion, call.max_output_tokens)
         return int(prompt), int(completion)
 
     def _overrun(self, call: ModelCall, cost: float, completion_tokens: int) -> str | None:
@@ -577,6 +601,9 @@ class CascadeRun:
             )
         if not self.answers:
             errors = {run.model: run.error or run.reason for run in self.trace.runs}
+            if self.halted:
+                for model in self.parts.ladder:
+                    errors.setdefault(model.label, f"not run: {self.halted}")
             raise AllModelsFailedError(errors)
         answered = np.isin(np.arange(len(self.parts.ladder)), list(self.answers))
         quality = self._estimates(self.judgements).quality
