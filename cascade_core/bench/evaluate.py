@@ -60,7 +60,6 @@ from cascade_core.strategies import (
     Strategy,
     ThresholdCascade,
 )
-from cascade_core.strategies.mixed import MixedStrategy
 
 STRATEGY_NAMES: tuple[str, ...] = (
     "routing",
@@ -128,15 +127,21 @@ class SplitResult:
 def expected_outcome(
     strategy: Strategy, context: BatchContext, cost: np.ndarray, quality: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    """Per-query expected cost, quality and models run (n, k) of a fitted policy; a
-    `MixedStrategy` is scored by the expectation of its two policies."""
-    if isinstance(strategy, MixedStrategy):
-        g = strategy.gamma
-        cheap = expected_outcome(strategy.cheap, context, cost, quality)
-        dear = expected_outcome(strategy.expensive, context, cost, quality)
-        return tuple(g * d + (1 - g) * c for c, d in zip(cheap, dear, strict=True))
-    outcome = run_batch(strategy, context)
-    return outcome.cost(cost), outcome.quality(quality), outcome.ran.astype(float)
+    """Per-query expected cost, quality and models run (n, k) of a fitted policy: the
+    expectation over the fixed policies of its `mixture` (one policy for a plain strategy, the
+    two a budget mixes with probability gamma), so the bench scores what a query can expect
+    rather than one draw."""
+    parts = []
+    for weight, policy in strategy.mixture:
+        outcome = run_batch(policy, context)
+        parts.append(
+            (
+                weight * outcome.cost(cost),
+                weight * outcome.quality(quality),
+                weight * outcome.ran.astype(float),
+            )
+        )
+    return tuple(sum(column) for column in zip(*parts, strict=True))
 
 
 def sweep(
