@@ -1,4 +1,4 @@
-"""A real fitted profile (estimators, cost model, budget section) from a small synthetic replay,
+"""A real fitted profile (estimators, budget section) from a small synthetic replay,
 as `cascade-router calibrate` writes it: the starting point that validation tests mutate."""
 
 from __future__ import annotations
@@ -41,12 +41,8 @@ def _profile_json(k: int) -> str:
     fit, holdout = data.split(0.5, seed=0)
     estimator = fit_quality_estimator(fit, holdout)
     calibration = CalibrationData(data, np.ones(data.n_queries, dtype=bool), data.cost)
-    names = data.model_names
-    prices = {name: (1e-6 * (j + 1), 2e-6 * (j + 1)) for j, name in enumerate(names)}
     budget = float(data.cost.mean(axis=0)[: k - 1].mean())
-    profile = build_profile(
-        StrategySpec(), estimator, calibration, budget_usd=budget, prices=prices
-    )
+    profile = build_profile(StrategySpec(), estimator, calibration, budget_usd=budget)
     return json.dumps(profile)
 
 

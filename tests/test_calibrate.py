@@ -301,7 +301,6 @@ def test_bench_evaluates_a_calibrated_profile_on_its_saved_answers(tmp_path: Pat
 
     other = json.loads(profile.read_text())
     other["features"]["model_names"] = ["a", "b"]
-    other["cost"]["model_names"] = ["a", "b"]
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(other))
     refused = CliRunner().invoke(app, [*args[:3], str(wrong)])

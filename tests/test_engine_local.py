@@ -140,7 +140,7 @@ def test_a_fitted_profile_drives_the_live_estimates(local_ladder, tmp_path):
     # gave, computed here again from the trace, outside the engine.
     from cascade_core.estimators import QueryObservation, load_profile
 
-    fitted, _ = load_profile(config.profile)
+    fitted = load_profile(config.profile)
     observation = QueryObservation(
         prompt=QUESTION[0]["content"], posthoc={first.index: first.features}
     )

@@ -13,7 +13,6 @@ from cascade_core.estimators import (
     PROFILE_VERSION,
     ProfileVersionError,
     QueryObservation,
-    TokenCostModel,
     fit_logistic,
     load_profile,
     posthoc_from_confidence,
@@ -104,22 +103,15 @@ def test_live_prediction_matches_the_batch_path():
 def test_profile_round_trip_is_exact(tmp_path):
     fit, holdout = synthetic_replay().split(0.5, seed=0)
     estimator = fit_quality_estimator(fit, holdout)
-    costs = TokenCostModel.create(
-        estimator.spec.model_names,
-        [10, 20, 30],
-        prices={m: (1e-6, 2e-6) for m in ("m0", "m1", "m2")},
-    )
     path = tmp_path / "profile.json"
-    save_profile(path, estimator, costs)
-    loaded, loaded_costs = load_profile(path)
+    save_profile(path, estimator)
+    loaded = load_profile(path)
     test = synthetic_replay(n=50, seed=9)
     for state in [frozenset(), frozenset({1}), frozenset({0, 2})]:
         a, ua = staged_estimates(estimator, test).state(state)
         b, ub = staged_estimates(loaded, test).state(state)
         assert np.array_equal(a, b)
         assert np.array_equal(ua.covariance, ub.covariance)
-    assert loaded_costs is not None
-    assert np.array_equal(loaded_costs.estimate(100.0), costs.estimate(100.0))
 
 
 @pytest.mark.parametrize("version", [0, PROFILE_VERSION + 1, "1"])
@@ -129,19 +121,6 @@ def test_profile_of_another_version_is_refused(version):
     data["version"] = version
     with pytest.raises(ProfileVersionError, match="version"):
         profile_from_dict(data)
-
-
-def test_token_cost_estimate():
-    model = TokenCostModel.create(
-        ["a", "b"], [10, 100], prices={"a": (1e-6, 2e-6), "b": (1e-5, 3e-5)}
-    )
-    np.testing.assert_allclose(model.estimate(50), [50e-6 + 20e-6, 50e-5 + 300e-5])
-    assert model.estimate(np.array([1.0, 2.0])).shape == (2, 2)
-
-
-def test_token_cost_from_litellm_prices():
-    model = TokenCostModel.create(["gpt-4o-mini"], [10])
-    assert model.input_price[0] > 0 and model.output_price[0] > 0
 
 
 def test_noise_levels_are_the_papers():

@@ -280,7 +280,7 @@ def mutated_profiles(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _predicts_in_every_state(document: dict[str, Any]) -> None:
-    estimator, _ = profile_from_dict(document)
+    estimator = profile_from_dict(document)
     spec = estimator.spec
     for state in all_states(spec.n_models):
         observation = QueryObservation(
@@ -315,7 +315,7 @@ def test_fuzz_profiles(fuzz_dir: Path, document: dict[str, Any]) -> None:
 def test_the_unmutated_profiles_load_and_predict() -> None:
     for document in PROFILES.values():
         _predicts_in_every_state(document)
-        assert profile_from_dict(document)[1] is not None
+        assert profile_from_dict(document).n_models == len(document["features"]["model_names"])
 
 
 # -- requests -------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def replay_of(
     calibrated: Calibrated, live: list[LiveRequest]
 ) -> tuple[LogisticQualityEstimator, Any, BatchOutcome, Strategy]:
     """The saved replay, staged with the costs the live strategy traded, and run_batch."""
-    fitted, _ = load_profile(calibrated.profile)
+    fitted = load_profile(calibrated.profile)
     cost = np.stack([request.seen[0][1].cost for request in live])
     staged = staged_estimates(fitted, calibrated.replay, cost=cost)
     engine, _ = calibrated.engine()
@@ -196,7 +196,7 @@ def test_live_features_estimates_and_decisions_equal_the_replay(calibrated: Cali
 def test_entropy_and_margin_are_fitted_from_the_saved_alternatives(calibrated: Calibrated) -> None:
     """The features exist in the data the profile was fitted on, so their coefficients are
     learnt (they were 0.0 when calibration dropped the alternatives)."""
-    fitted, _ = load_profile(calibrated.profile)
+    fitted = load_profile(calibrated.profile)
     columns = fitted.spec.state_names((0,))
     model = fitted.models[(0,)][0]
     for feature in ("mean_entropy", "mean_margin"):
@@ -325,7 +325,7 @@ def tool_engine(fake: FakeOpenAIServer, tmp_path: Path, first_arguments: str) ->
 
 def profile_estimate_without_logprobs(path: Path, model: int) -> float:
     """What the profile alone says of a model that answered with no logprobs (a tool call)."""
-    fitted, _ = load_profile(path)
+    fitted = load_profile(path)
     observation = QueryObservation(
         prompt=QUESTION[0]["content"], posthoc={model: {}}, answers={model: ""}
     )

@@ -56,7 +56,7 @@ def run_bench(
         "n_budgets": n_budgets,
         "n_boot": n_boot,
         "seed": seed,
-        "profile": None if profile is None else load_profile(profile)[0],
+        "profile": None if profile is None else load_profile(profile),
     }
     shared = shared_estimators(data, seed) if noise is None and profile is None else {}
     workers = workers or min(len(data.splits), os.cpu_count() or 1)

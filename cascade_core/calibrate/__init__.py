@@ -94,7 +94,7 @@ def run_calibration(
     if save_replay is not None:
         save_replay_jsonl(calibration.dataset, calibration.labelled, save_replay)
     if reuse_profile is not None:
-        estimator, _ = load_profile(reuse_profile)
+        estimator = load_profile(reuse_profile)
     else:
         estimator = fit_estimator(calibration)
     if list(estimator.spec.model_names) != [m.label for m in ladder]:
@@ -102,14 +102,12 @@ def run_calibration(
             f"profile fitted for {list(estimator.spec.model_names)}, ladder is "
             f"{[m.label for m in ladder]}"
         )
-    prices = {m.label: (m.input_cost_per_token, m.output_cost_per_token) for m in ladder}
     profile = build_profile(
         config.strategy,
         estimator,
         calibration,
         budget_usd=budget_usd,
         target_quality=target_quality,
-        prices=prices,
     )
     _write_atomically(output, profile)
     return CalibrationReport(

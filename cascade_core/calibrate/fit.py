@@ -32,7 +32,7 @@ import numpy as np
 from cascade_core.budget import parameter_grid
 from cascade_core.engine.config import StrategySpec
 from cascade_core.errors import InvalidInputError
-from cascade_core.estimators import LogisticQualityEstimator, TokenCostModel, profile_to_dict
+from cascade_core.estimators import LogisticQualityEstimator, profile_to_dict
 from cascade_core.fitting import (
     fit_budget,
     fit_quality_estimator,
@@ -183,16 +183,10 @@ def build_profile(
     *,
     budget_usd: float | None = None,
     target_quality: float | None = None,
-    prices: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """The profile dict (estimators, cost model, and the budget section when it applies)."""
+    """The profile dict (estimators, and the budget section when it applies)."""
     names = list(estimator.spec.model_names)
-    tokens_out = data.dataset.tokens_out
-    expected_out = (
-        np.zeros(len(names)) if tokens_out is None else np.nan_to_num(tokens_out.mean(axis=0))
-    )
-    cost_model = TokenCostModel.create(names, expected_out, prices) if prices else None
-    profile = profile_to_dict(estimator, cost_model)
+    profile = profile_to_dict(estimator)
     summary: dict[str, Any] = {
         "rows": data.dataset.n_queries,
         "labelled_rows": int(data.labelled.sum()),

@@ -134,7 +134,7 @@ class ProfileEstimator:
 
     @classmethod
     def load(cls, path: str | Path, ladder: Sequence[LadderModel]) -> ProfileEstimator:
-        fitted, _ = load_profile(path)
+        fitted = load_profile(path)
         labels = [m.label for m in ladder]
         if list(fitted.spec.model_names) != labels:
             raise InvalidInputError(

@@ -1,16 +1,14 @@
-"""Quality and cost estimators as the live engine applies them (no replay data needed).
+"""Quality estimators as the live engine applies them (no replay data needed).
 
 * `features`: post-hoc / ex-ante feature assembly per state (set of models already run).
 * `logistic`: a numpy-only logistic regression (fitted with scipy, no scikit-learn needed).
 * `quality`: a calibrated P(correct) per (model, state) and Σ_R, applied to one query or many.
-* `costs`: token-price cost estimates.
 * `profile`: versioned JSON save/load.
 
 Fitting them on logged replays (cross-fitting, diagnostics, the paper's synthetic
 estimators, budgets) is `cascade_core.fitting`, a layer above the replay.
 """
 
-from cascade_core.estimators.costs import TokenCostModel, litellm_prices
 from cascade_core.estimators.features import (
     FeatureSpec,
     FeatureTable,
@@ -40,9 +38,7 @@ __all__ = [
     "LogisticQualityEstimator",
     "ProfileVersionError",
     "QueryObservation",
-    "TokenCostModel",
     "fit_logistic",
-    "litellm_prices",
     "load_profile",
     "posthoc_from_confidence",
     "posthoc_from_logprobs",

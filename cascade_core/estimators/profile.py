@@ -7,12 +7,12 @@ wrong estimates.
 
 Loading checks the whole profile before anything uses it: every state (subset of the models)
 present once, each regression's mean/scale/coef as long as that state's feature vector,
-finite numbers, each covariance k x k symmetric positive semi-definite, the cost model's
-names those of the features. A profile that passes cannot fail later with a ``KeyError`` or a
-shape mismatch on some request; one that does not is refused with one `InvalidInputError`
-naming the file and the JSON location (``profile.json: states.3.models.1.coef: expected 7
+finite numbers, each covariance k x k symmetric positive semi-definite. A profile that
+passes cannot fail later with a ``KeyError`` or a shape mismatch on some request; one that
+does not is refused with one `InvalidInputError` naming the file and the JSON location (``profile.json: states.3.models.1.coef: expected 7
 numbers, got 5``). Keys this version does not know are ignored at the top level only (the
-calibration summary and the engine's ``budget`` section live there).
+calibration summary and the engine's ``budget`` section live there, and a ``cost`` section
+that older versions wrote and no one read).
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictStr
 
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import Uncertainty
-from cascade_core.estimators.costs import TokenCostModel
 from cascade_core.estimators.features import FeatureSpec
 from cascade_core.estimators.logistic import LogisticModel
 from cascade_core.estimators.quality import (
@@ -57,25 +56,15 @@ class _State(_Part):
     covariance: list[list[StrictNumber]]
 
 
-class _Cost(_Part):
-    model_names: list[StrictStr]
-    input_price: list[Annotated[StrictNumber, Field(ge=0)]]
-    output_price: list[Annotated[StrictNumber, Field(ge=0)]]
-    expected_tokens_out: list[Annotated[StrictNumber, Field(ge=0)]]
-
-
 class _Profile(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, hide_input_in_errors=True)
 
     kind: StrictStr
     features: Any  # checked by `FeatureSpec.from_dict`
     states: list[_State]
-    cost: _Cost | None = None
 
 
-def profile_to_dict(
-    estimator: LogisticQualityEstimator, cost_model: TokenCostModel | None = None
-) -> dict[str, Any]:
+def profile_to_dict(estimator: LogisticQualityEstimator) -> dict[str, Any]:
     states = [
         {
             "ran": list(state),
@@ -90,14 +79,11 @@ def profile_to_dict(
         "kind": "logistic",
         "features": estimator.spec.to_dict(),
         "states": states,
-        "cost": None if cost_model is None else cost_model.to_dict(),
     }
 
 
-def profile_from_dict(
-    data: Any, source: str = "<profile>"
-) -> tuple[LogisticQualityEstimator, TokenCostModel | None]:
-    """The estimator (and cost model) of a profile dict, checked completely (module doc)."""
+def profile_from_dict(data: Any, source: str = "<profile>") -> LogisticQualityEstimator:
+    """The estimator of a profile dict, checked completely (module doc)."""
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise InvalidInputError(
             f'{source}: not a cascade-router quality profile (no "format": '
@@ -124,7 +110,7 @@ def profile_from_dict(
         )
     models, covariances = _states(profile.states, spec, source)
     estimator = LogisticQualityEstimator(spec=spec, models=models, covariances=covariances)
-    return estimator, _cost(profile.cost, spec, source)
+    return estimator
 
 
 def _states(
@@ -170,25 +156,6 @@ def _states(
     return models, covariances
 
 
-def _cost(cost: _Cost | None, spec: FeatureSpec, source: str) -> TokenCostModel | None:
-    if cost is None:
-        return None
-    if tuple(cost.model_names) != spec.model_names:
-        raise InvalidInputError(
-            mask_keys(
-                f"{source}: cost.model_names: {cost.model_names} differ from "
-                f"features.model_names {list(spec.model_names)}"
-            )
-        )
-    for name in ("input_price", "output_price", "expected_tokens_out"):
-        if len(getattr(cost, name)) != spec.n_models:
-            raise InvalidInputError(
-                f"{source}: cost.{name}: expected {spec.n_models} numbers, "
-                f"got {len(getattr(cost, name))}"
-            )
-    return TokenCostModel.from_dict(cost.model_dump())
-
-
 def _shown(value: Any) -> str:
     """A short, safe rendering of a scalar from the file (never a long string)."""
     if isinstance(value, str) and len(value) > 20:
@@ -196,12 +163,8 @@ def _shown(value: Any) -> str:
     return mask_keys(repr(value))
 
 
-def save_profile(
-    path: str | os.PathLike[str],
-    estimator: LogisticQualityEstimator,
-    cost_model: TokenCostModel | None = None,
-) -> None:
-    Path(path).write_text(json.dumps(profile_to_dict(estimator, cost_model)), encoding="utf-8")
+def save_profile(path: str | os.PathLike[str], estimator: LogisticQualityEstimator) -> None:
+    Path(path).write_text(json.dumps(profile_to_dict(estimator)), encoding="utf-8")
 
 
 def read_profile_document(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -230,7 +193,5 @@ def read_profile_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def load_profile(
-    path: str | os.PathLike[str],
-) -> tuple[LogisticQualityEstimator, TokenCostModel | None]:
+def load_profile(path: str | os.PathLike[str]) -> LogisticQualityEstimator:
     return profile_from_dict(read_profile_document(path), str(path))
