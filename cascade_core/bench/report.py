@@ -1,4 +1,4 @@
-"""Rendering bench results: the readable table and the one-object JSON of the issue's schema."""
+"""Rendering bench results: the readable table and one JSON object per run."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ Noise levels, taken from the paper's ``scripts/routerbench.py``:
     high         2.4           1.2
 
 The paper also perturbs the cost estimates (e.g. low: N(0, 2e-4) before, N(0, 5e-5) after).
-We do not: on replay data the logged cost is the cost estimate (the issue's rule), so only
+We do not: on replay data the logged cost is the cost estimate (it is what was paid), so only
 quality estimation differs between the levels. The regressions and sigma are fitted on the
 training part; the noise of every split is drawn from its own seeded generator.
 """
