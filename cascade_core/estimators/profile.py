@@ -9,10 +9,11 @@ Loading checks the whole profile before anything uses it: every state (subset of
 present once, each regression's mean/scale/coef as long as that state's feature vector,
 finite numbers, each covariance k x k symmetric positive semi-definite. A profile that
 passes cannot fail later with a ``KeyError`` or a shape mismatch on some request; one that
-does not is refused with one `InvalidInputError` naming the file and the JSON location (``profile.json: states.3.models.1.coef: expected 7
-numbers, got 5``). Keys this version does not know are ignored at the top level only (the
-calibration summary and the engine's ``budget`` section live there, and a ``cost`` section
-that older versions wrote and no one read).
+does not is refused with one `InvalidInputError` naming the file and the JSON location
+(``profile.json: states.3.models.1.coef: expected 7 numbers, got 5``). Keys this version
+does not know are ignored at the top level only (the calibration summary and the engine's
+``budget`` section live there, and a ``cost`` section that older versions wrote and no one
+read).
 """
 
 from __future__ import annotations
