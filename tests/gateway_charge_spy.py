@@ -72,14 +72,6 @@ DBSpendUpdateWriter.update_database = _spied_update_database  # type: ignore[met
 proxy_server.update_cache = _spied_update_cache
 
 
-def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as lines:
-            return [json.loads(line) for line in lines if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
 # LiteLLM's tracker as ``cost_tracking`` builds it without a spend-event collector: it
 # charges in-process, on the success event of every request.
 tracker = ProxyDBLogger()

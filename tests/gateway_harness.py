@@ -8,6 +8,7 @@ shared machine only makes the wait longer.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -123,6 +124,34 @@ def running_proxy(
         yield proxy.wait_ready()
     finally:
         proxy.stop()
+
+
+@contextlib.contextmanager
+def proxy_with_callback(
+    work: Path, callback: str, log_env: str, ladder_config: Any
+) -> Iterator[tuple[Proxy, Path]]:
+    """`cascade-router serve` on ``ladder_config`` with a user proxy config that adds one test
+    callback (``module.object``, a file of tests/) writing JSON lines to the file the
+    environment variable ``log_env`` names; yields the proxy and that file."""
+    events = work / "events.jsonl"
+    user_config = write_yaml(
+        work / "user_proxy.yaml", {"litellm_settings": {"callbacks": [callback]}}
+    )
+    path = ladder_file(work / "ladder.yaml", ladder_config)
+    env = {log_env: str(events)}
+    with running_proxy(
+        path, work / "proxy.log", "--proxy-config", str(user_config), env=env
+    ) as proxy:
+        yield proxy, events
+
+
+def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The JSON lines a test callback wrote so far (none when it has written nothing)."""
+    try:
+        with open(path, encoding="utf-8") as lines:
+            return [json.loads(line) for line in lines if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 @contextlib.contextmanager

@@ -42,12 +42,4 @@ class SpendRecorder(CustomLogger):
         _write("failure", kwargs)
 
 
-def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as lines:
-            return [json.loads(line) for line in lines if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
 recorder = SpendRecorder()

@@ -19,8 +19,15 @@ import httpx
 import openai
 import pytest
 from fake_openai_server import FakeModel, FakeOpenAIServer, FaultPlan
-from gateway_harness import Redis, ladder_file, running_proxies, running_proxy, write_yaml
-from gateway_spend_log import read as read_spend
+from gateway_harness import (
+    Redis,
+    ladder_file,
+    proxy_with_callback,
+    read_events,
+    running_proxies,
+    running_proxy,
+    write_yaml,
+)
 from scripted_openai_server import Reply, ScriptedServer
 
 pytest.importorskip("litellm.proxy.proxy_server", reason="pip install 'litellm[proxy]'")
@@ -74,7 +81,7 @@ def wait_for_events(path: Path, count: int, limit_s: float = 60.0) -> list[dict[
     before their cascade's response, so by then any inner event would be there too."""
     deadline = time.monotonic() + limit_s
     while True:
-        events = read_spend(path)
+        events = read_events(path)
         if sum(e["model"] == "ladder" for e in events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.2)
@@ -83,18 +90,13 @@ def wait_for_events(path: Path, count: int, limit_s: float = 60.0) -> list[dict[
 @pytest.fixture(scope="module")
 def scripted_proxy(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("gateway-scripted")
-    spend_log = work / "spend.jsonl"
-    user_config = write_yaml(
-        work / "user_proxy.yaml",
-        {"litellm_settings": {"callbacks": ["gateway_spend_log.recorder"]}},
-    )
-    with ScriptedServer(script) as server:
-        path = ladder_file(work / "ladder.yaml", ladder(server.api_base))
-        env = {"CASCADE_TEST_SPEND_LOG": str(spend_log)}
-        with running_proxy(
-            path, work / "proxy.log", "--proxy-config", str(user_config), env=env
-        ) as proxy:
-            yield proxy, server, spend_log
+    with (
+        ScriptedServer(script) as server,
+        proxy_with_callback(
+            work, "gateway_spend_log.recorder", "CASCADE_TEST_SPEND_LOG", ladder(server.api_base)
+        ) as (proxy, spend_log),
+    ):
+        yield proxy, server, spend_log
 
 
 def client(proxy: Any) -> openai.OpenAI:

@@ -19,8 +19,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_charge_spy import read as read_charges
-from gateway_harness import Redis, ladder_file, running_proxies, running_proxy, write_yaml
+from gateway_harness import (
+    Redis,
+    ladder_file,
+    proxy_with_callback,
+    read_events,
+    running_proxies,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from scripted_openai_server import Reply, ScriptedServer
@@ -82,18 +87,13 @@ def ladder(api_base: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("gateway-sessions")
-    charges = work / "charges.jsonl"
-    user_config = write_yaml(
-        work / "user_proxy.yaml",
-        {"litellm_settings": {"callbacks": ["gateway_charge_spy.tracker"]}},
-    )
-    with ScriptedServer(script) as server:
-        path = ladder_file(work / "ladder.yaml", ladder(server.api_base))
-        env = {"CASCADE_TEST_CHARGE_LOG": str(charges)}
-        with running_proxy(
-            path, work / "proxy.log", "--proxy-config", str(user_config), env=env
-        ) as running:
-            yield running, server, charges
+    with (
+        ScriptedServer(script) as server,
+        proxy_with_callback(
+            work, "gateway_charge_spy.tracker", "CASCADE_TEST_CHARGE_LOG", ladder(server.api_base)
+        ) as (running, charges),
+    ):
+        yield running, server, charges
 
 
 def ask(running: Any, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
@@ -274,7 +274,7 @@ def _charges(path: Path, count: int, limit_s: float = 60.0) -> list[dict[str, An
     cascade's own, so by then it would be there too."""
     deadline = time.monotonic() + limit_s
     while True:
-        found = read_charges(path)
+        found = read_events(path)
         kinds = [c["charge"] for c in found]
         done = kinds.count("update_database") >= count and kinds.count("update_cache") >= count
         if done or time.monotonic() > deadline:
