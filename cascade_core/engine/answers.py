@@ -65,12 +65,14 @@ class ModelAnswer:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     # Output tokens the provider itself showed (one logprob entry, or one streamed delta, per
-    # token), as opposed to a re-count of the text with another tokenizer.
+    # token), as opposed to a re-count of the text with another tokenizer; at least the
+    # number of logprob entries.
     observed_tokens: int = 0
     tokens: TokenLogprobs | None = field(init=False, repr=False)
     features: LogprobFeatures | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.observed_tokens = max(self.observed_tokens, len(self.logprobs or []))
         self.tokens = (
             None
             if self.logprobs is None
@@ -114,7 +116,6 @@ class ModelAnswer:
             logprobs=None if items is None else [_logprob_item(item) for item in items],
             prompt_tokens=get_field(usage, "prompt_tokens"),
             completion_tokens=get_field(usage, "completion_tokens"),
-            observed_tokens=0 if items is None else len(items),
         )
 
 

@@ -464,14 +464,14 @@ class CascadeRun:
         prompt = answer.prompt_tokens
         if prompt is None:
             prompt = math.ceil(self.input_tokens[call.model.index] * INPUT_TOKEN_MARGIN)
+        observed = answer.observed_tokens
+        limit = call.max_output_tokens
         completion = answer.completion_tokens
         if completion is None:
             arguments = "".join(
                 str((c.get("function") or {}).get("arguments") or "") for c in answer.tool_calls
             )
             recount = call.model.count_output_tokens(answer.content + arguments)
-            observed = max(len(answer.logprobs or []), answer.observed_tokens)
-            limit = call.max_output_tokens
             if (
                 limit is not None
                 and observed <= limit
@@ -479,16 +479,10 @@ class CascadeRun:
             ):
                 recount = min(recount, limit)
             completion = max(observed, recount)
-        elif (
-            answer.finish_reason == "length"
-            and call.max_output_tokens is not None
-            and 0
-            < max(len(answer.logprobs or []), answer.observed_tokens)
-            <= call.max_output_tokens
-        ):
+        elif answer.finish_reason == "length" and limit is not None and 0 < observed <= limit:
             # The provider says it stopped at max_tokens and showed no more tokens than that:
             # a larger count is LiteLLM's re-count of a stream without usage, not the bill.
-            completion = min(completion, call.max_output_tokens)
+            completion = min(completion, limit)
         return int(prompt), int(completion)
 
     def _overrun(self, call: ModelCall, cost: float, completion_tokens: int) -> str | None:
