@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from cascade_core.bench.evaluate import STRATEGY_NAMES
+from cascade_core.bench.latency import parse_latency_weights
 from cascade_core.errors import InvalidInputError
 
 NOISE_CHOICES = ("low", "medium", "high")
@@ -75,6 +76,14 @@ def bench(
     only: Annotated[
         list[str] | None, typer.Option(help="with --learned: evaluate only these splits")
     ] = None,
+    latency_weight: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--latency-weight",
+            help="USD per second of waiting (>= 0; repeat or comma list): fit on USD + W x"
+            " latency and add a quality-vs-latency curve (logs need latency_ms)",
+        ),
+    ] = None,
 ) -> None:
     """Fit estimators and budgets on train, score routing, cascades and cascade routing on
     test: AUC with bootstrap 95% CI, linear hull, oracle, APGR, CPT(50/80)."""
@@ -89,11 +98,19 @@ def bench(
         raise InvalidInputError(
             f"--strategies: unknown {', '.join(unknown)}; choose from {', '.join(STRATEGY_NAMES)}"
         )
+    weights = None if latency_weight is None else parse_latency_weights(latency_weight)
     if learned is not None or _is_routellm(path):
-        if plot is not None or profile is not None or noise is not None or strategies:
+        if (
+            plot is not None
+            or profile is not None
+            or noise is not None
+            or strategies
+            or weights is not None
+        ):
             raise typer.BadParameter(
-                "--plot, --profile, --noise and --strategies apply to the plain bench only, "
-                "not to the learned-router evaluation (--learned, or a RouteLLM folder)"
+                "--plot, --profile, --noise, --strategies and --latency-weight apply to the "
+                "plain bench only, not to the learned-router evaluation (--learned, or a "
+                "RouteLLM folder)"
             )
         _bench_learned(
             path,
@@ -117,6 +134,7 @@ def bench(
             n_boot=bootstrap,
             seed=seed,
             profile=profile,
+            latency_weights=weights,
         )
     for note in notes:
         typer.echo(f"note: {note}", err=True)
@@ -132,6 +150,7 @@ def bench(
         "bootstrap": bootstrap,
         "seed": seed,
         "profile": None if profile is None else str(profile),
+        "latency_weights": weights,
     }
     if as_json:
         typer.echo(json.dumps(to_json(results, seconds, settings)))

@@ -26,6 +26,11 @@ Per split (one task, or pooled):
 With a fitted profile (`bench --profile`, from `cascade-router calibrate`) nothing is fitted
 but the budgets: the profile's estimators, exactly as the live engine uses them, score the
 whole training split (for the budget parameters) and the test split.
+
+With a latency weight W (`bench --latency-weight`, `bench.latency`) steps 2-4 run on the
+priced cost USD + W * seconds, train and test alike (the strategies decide on it), and the
+fitted policies are scored twice on test: quality against USD as above, and quality against
+the seconds each query waited, with the same baselines on that axis.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from cascade_core.bench.data import BenchSplit
-from cascade_core.bench.threshold_baseline import apply_thresholds, fit_thresholds
+from cascade_core.bench.latency import latency_axis, priced_split
+from cascade_core.bench.threshold_baseline import fit_thresholds, replay_thresholds
 from cascade_core.budget import budget_grid
 from cascade_core.estimates import Uncertainty
 from cascade_core.estimators import LogisticQualityEstimator
@@ -52,7 +58,12 @@ from cascade_core.fitting import (
 )
 from cascade_core.replay import ReplayDataset, dataset_auc, single_model_points
 from cascade_core.replay.metrics import curve_metrics, dominated_models
-from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
+from cascade_core.replay.simulate import (
+    BatchContext,
+    StagedEstimates,
+    run_batch,
+    sequential_latency,
+)
 from cascade_core.strategies import (
     CascadeRouting,
     OptimalCascade,
@@ -92,11 +103,19 @@ def make_bench_strategy(name: str, n_models: int) -> Strategy:
 
 @dataclass
 class Curve:
-    """A budget sweep on test: per budget the expected per-query cost and quality."""
+    """A budget sweep on test: per budget the expected per-query cost and quality, and the
+    expected models run (n_budgets, n_test, k) when the sweep kept them."""
 
     name: str
     query_cost: np.ndarray  # (n_budgets, n_test)
     query_quality: np.ndarray
+    query_ran: np.ndarray | None = None
+
+    def query_latency(self, latency_s: np.ndarray) -> np.ndarray:
+        """(n_budgets, n_test) expected seconds waited (`sequential_latency`)."""
+        if self.query_ran is None:
+            raise ValueError(f"{self.name}: this sweep did not keep which models ran")
+        return sequential_latency(self.query_ran, latency_s)
 
     @property
     def costs(self) -> np.ndarray:
@@ -105,6 +124,17 @@ class Curve:
     @property
     def qualities(self) -> np.ndarray:
         return self.query_quality.mean(axis=1)
+
+
+@dataclass
+class AxisResult:
+    """Metrics of the same fitted policies read on another axis than USD (latency): per curve
+    the metrics and points, and each model alone as (axis value, quality)."""
+
+    unit: str
+    metrics: dict[str, dict[str, object]]
+    curves: dict[str, tuple[list[float], list[float]]]
+    single_models: dict[str, tuple[float, float]]
 
 
 @dataclass
@@ -122,6 +152,8 @@ class SplitResult:
     ladder: list[str] = field(default_factory=list)
     dominated: list[str] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    latency_weight: float | None = None
+    latency: AxisResult | None = None
 
 
 def expected_outcome(
@@ -157,7 +189,12 @@ def sweep(
         strategy, calibration, budgets, calibration_data.cost, calibration_data.quality
     )
     rows = [expected_outcome(p, test_context, test.cost, test.quality) for p in fitted]
-    return Curve(strategy.name, np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
+    return Curve(
+        strategy.name,
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows]),
+    )
 
 
 def select_columns(staged: StagedEstimates, columns: Sequence[int]) -> StagedEstimates:
@@ -303,14 +340,18 @@ def evaluate_split(
     seed: int = 0,
     profile: LogisticQualityEstimator | None = None,
     shared: tuple[LogisticQualityEstimator, np.ndarray] | None = None,
+    latency_weight: float | None = None,
 ) -> SplitResult:
     """Score every strategy and the baselines on ``split.test``; see the module doc.
 
     ``shared``: an estimator fitted on a pooled train and the rows of this split's train in
-    it (`run_bench` passes it so one fit serves every split).
+    it (`run_bench` passes it so one fit serves every split). ``latency_weight``: USD per
+    second of waiting; fit on the priced cost and also score against latency (the logs must
+    carry ``latency_ms``).
     """
-    est = _estimates(split, noise, seed, profile, shared)
-    train = split.train.select_models(est.names)
+    fit_split = split if latency_weight is None else priced_split(split, latency_weight)
+    est = _estimates(fit_split, noise, seed, profile, shared)
+    train = fit_split.train.select_models(est.names)
     test = split.test.select_models(est.names)
     budgets = [float(b) for b in budget_grid(train.cost, n_budgets)]
 
@@ -329,6 +370,8 @@ def evaluate_split(
         )
         for name in strategies
     }
+    for curve in curves.values():  # the strategies ran the ladder's models: test's columns
+        curve.query_ran = _widen(curve.query_ran, ladder, test.n_models)
     notes = [why]
     baseline_ladders = [("", list(np.argsort(train.mean_cost(), kind="stable")))]
     if dominated:
@@ -338,8 +381,8 @@ def evaluate_split(
     for suffix, order in baseline_ladders:
         fitted = fit_thresholds(train, order, budgets)
         if fitted is not None:
-            costs, qualities = apply_thresholds(test, order, fitted)
-            curves[BASELINE + suffix] = Curve(BASELINE + suffix, costs, qualities)
+            costs, qualities, ran = replay_thresholds(test, order, fitted)
+            curves[BASELINE + suffix] = Curve(BASELINE + suffix, costs, qualities, ran)
     if any(BASELINE in c for c in curves):
         notes.append(
             f"{BASELINE}: one threshold per step on each model's raw confidence, cheapest "
@@ -352,6 +395,13 @@ def evaluate_split(
     )
     costs, quals = single_model_points(test)
     diagnostics = [] if est.fitted is None else estimator_diagnostics(est.fitted, test)
+    latency = None
+    if latency_weight is not None:
+        latency = latency_result(curves, test, n_boot, seed)
+        notes.append(
+            f"latency weight {latency_weight:g} USD/s: strategies and baselines fitted on"
+            " USD + weight x seconds; scored against USD and against seconds"
+        )
     return SplitResult(
         name=split.name,
         n_train_fit=est.n_fit,
@@ -368,12 +418,50 @@ def evaluate_split(
         ladder=names,
         dominated=[est.names[j] for j in dominated],
         diagnostics=diagnostics,
+        latency_weight=latency_weight,
+        latency=latency,
+    )
+
+
+def _widen(ran: np.ndarray | None, columns: Sequence[int], n_models: int) -> np.ndarray | None:
+    """Run indicators of a sub-ladder (its columns are ``columns`` of the full model list)
+    in the full list's columns."""
+    if ran is None or list(columns) == list(range(n_models)):
+        return ran
+    full = np.zeros((*ran.shape[:-1], n_models), dtype=ran.dtype)
+    full[..., list(columns)] = ran
+    return full
+
+
+def latency_result(
+    curves: dict[str, Curve], test: ReplayDataset, n_boot: int, seed: int
+) -> AxisResult:
+    """The curves (their models run in ``test``'s columns) read against seconds waited, with
+    the single models, their linear hull and the oracle (the fastest best model per query)
+    on the latency axis, and the same paired bootstrap resamples as the USD axis (same
+    seed)."""
+    axis = latency_axis(test)
+    on_axis = {
+        name: (curve.query_latency(axis.cost), curve.query_quality)
+        for name, curve in curves.items()
+    }
+    metrics, points = curve_metrics(axis, on_axis, n_boot, seed)
+    seconds, quals = single_model_points(axis)
+    return AxisResult(
+        unit="s",
+        metrics=metrics,
+        curves=points,
+        single_models={
+            m: (float(t), float(q))
+            for m, t, q in zip(test.model_names, seconds, quals, strict=True)
+        },
     )
 
 
 __all__ = [
     "BASELINE",
     "STRATEGY_NAMES",
+    "AxisResult",
     "Curve",
     "SplitResult",
     "choose_ladder",

@@ -123,7 +123,7 @@ def share_sweep(strategy, calib_ctx, calib, test_ctx, test, budgets, name) -> Sh
         name,
         np.array([r[0] for r in rows]),
         np.array([r[1] for r in rows]),
-        np.array([r[2][:, strong] for r in rows]),
+        query_strong=np.array([r[2][:, strong] for r in rows]),
     )
 
 
@@ -139,7 +139,7 @@ def threshold_curve(calib_scores, test_scores, calib, test, budgets, name) -> Sh
         costs.append(test.cost[rows, pick])
         quals.append(test.quality[rows, pick])
         strongs.append(pick.astype(float))
-    return ShareCurve(name, np.array(costs), np.array(quals), np.array(strongs))
+    return ShareCurve(name, np.array(costs), np.array(quals), query_strong=np.array(strongs))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cascade_core.bench.evaluate import (
     SplitResult,
     evaluate_split,
 )
+from cascade_core.bench.latency import check_splits
 from cascade_core.estimators import load_profile
 from cascade_core.fitting import fit_quality_estimator, spec_for_dataset
 
@@ -32,11 +33,14 @@ def run_bench(
     seed: int = 0,
     workers: int | None = None,
     profile: str | Path | None = None,
+    latency_weights: Sequence[float] | None = None,
 ) -> tuple[list[SplitResult], float, list[str]]:
     """Evaluate every split of ``path``; returns (results, seconds, loader notes).
 
     ``profile``: a fitted estimator profile (`cascade-router calibrate`) to evaluate instead
-    of fitting estimators on the training split.
+    of fitting estimators on the training split. ``latency_weights``: USD per second; each
+    weight evaluates every split once more with latency priced in (`bench.latency`), results
+    in weight order, then split order; the logs must carry ``latency_ms`` for every cell.
 
     With a pooled split and logged signals, one estimator is cross-fitted on the pooled
     train and serves every split (`shared_estimators`). Splits are then independent, so they
@@ -50,6 +54,11 @@ def run_bench(
         raise ValueError("n_budgets: the evaluation uses at least 20 budgets")
     start = time.perf_counter()
     data = load_bench_data(path, models)
+    weights: list[float | None] = [None] if latency_weights is None else list(latency_weights)
+    if latency_weights is not None:
+        if not weights:
+            raise ValueError("latency_weights: give at least one weight (USD per second)")
+        check_splits(data.splits)
     kwargs: dict[str, Any] = {
         "strategies": tuple(strategies),
         "noise": noise,
@@ -59,18 +68,30 @@ def run_bench(
         "profile": None if profile is None else load_profile(profile),
     }
     shared = shared_estimators(data, seed) if noise is None and profile is None else {}
-    workers = workers or min(len(data.splits), os.cpu_count() or 1)
+    jobs = [(w, s) for w in weights for s in data.splits]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
-        results = [evaluate_split(s, shared=shared.get(s.name), **kwargs) for s in data.splits]
+        results = [
+            evaluate_split(s, shared=shared.get(s.name), latency_weight=w, **kwargs)
+            for w, s in jobs
+        ]
     else:
         # Largest first, so the pooled split does not start last and hold up the end.
-        order = sorted(data.splits, key=lambda s: -s.test.n_queries * s.test.n_models)
+        order = sorted(
+            range(len(jobs)), key=lambda i: -jobs[i][1].test.n_queries * jobs[i][1].test.n_models
+        )
         with ProcessPoolExecutor(workers) as pool:
             futures = {
-                s.name: pool.submit(evaluate_split, s, shared=shared.get(s.name), **kwargs)
-                for s in order
+                i: pool.submit(
+                    evaluate_split,
+                    jobs[i][1],
+                    shared=shared.get(jobs[i][1].name),
+                    latency_weight=jobs[i][0],
+                    **kwargs,
+                )
+                for i in order
             }
-            results = [futures[s.name].result() for s in data.splits]
+            results = [futures[i].result() for i in range(len(jobs))]
     return results, time.perf_counter() - start, data.notes
 
 

@@ -103,18 +103,30 @@ def apply_thresholds(
     test: ReplayDataset, order: Sequence[int], fitted: Sequence[tuple[float, ...]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per budget and test query: the cost paid and the quality got, (B, n) each."""
+    costs, qualities, _ = replay_thresholds(test, order, fitted)
+    return costs, qualities
+
+
+def replay_thresholds(
+    test: ReplayDataset, order: Sequence[int], fitted: Sequence[tuple[float, ...]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`apply_thresholds` plus which models ran: (B, n) cost, (B, n) quality, (B, n, k) ran
+    (from which `sequential_latency` gives the seconds waited)."""
     conf = raw_confidence(test)
     assert conf is not None, "fit_thresholds returned thresholds, so confidences are logged"
     n = test.n_queries
-    costs, qualities = [], []
+    costs, qualities, runs = [], [], []
     for taus in fitted:
         paid, got = np.zeros(n), np.zeros(n)
+        ran = np.zeros((n, test.n_models), dtype=bool)
         active = np.ones(n, dtype=bool)
         for j, m in enumerate(order):
             paid += np.where(active, test.cost[:, m], 0.0)
+            ran[:, m] = active
             stop = active if j == len(order) - 1 else active & (conf[:, m] >= taus[j])
             got[stop] = test.quality[stop, m]
             active &= ~stop
         costs.append(paid)
         qualities.append(got)
-    return np.array(costs), np.array(qualities)
+        runs.append(ran)
+    return np.array(costs), np.array(qualities), np.array(runs)

@@ -50,6 +50,9 @@ class ReplayDataset:
             (alternatives not logged) or a tuple with, per token, the tuple of logprobs of
             its top-k alternatives (for the entropy and margin features).
         tokens_in, tokens_out: optional n x k float arrays of token counts (NaN = not logged).
+        latency_s: optional n x k float array of each call's logged wall time in seconds
+            (NaN = not logged); a replayed cascade's latency is derived from it by
+            `cascade_core.replay.simulate.sequential_latency`.
         dropped_ids: ids of rows the loader dropped (e.g. RouterBench rows with empty cells),
             kept so that a report can say what was left out instead of hiding it.
     """
@@ -67,6 +70,7 @@ class ReplayDataset:
     top_logprobs: np.ndarray | None = None
     tokens_in: np.ndarray | None = None
     tokens_out: np.ndarray | None = None
+    latency_s: np.ndarray | None = None
     dropped_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -79,7 +83,7 @@ class ReplayDataset:
         object.__setattr__(
             self, "signals", {k: np.asarray(v, dtype=float) for k, v in self.signals.items()}
         )
-        for attr in ("tokens_in", "tokens_out"):
+        for attr in ("tokens_in", "tokens_out", "latency_s"):
             value = getattr(self, attr)
             if value is not None:
                 object.__setattr__(self, attr, np.asarray(value, dtype=float))
@@ -107,6 +111,7 @@ class ReplayDataset:
             "top_logprobs": self.top_logprobs,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "latency_s": self.latency_s,
             **{f"signals[{s!r}]": v for s, v in self.signals.items()},
         }
         for label, arr in arrays.items():
@@ -140,6 +145,15 @@ class ReplayDataset:
             arr = arrays[label]
             if arr is not None and np.any(arr < 0):
                 raise InvalidInputError(f"{where}: negative {label}")
+        if self.latency_s is not None:
+            bad = ~np.isnan(self.latency_s) & ~((self.latency_s >= 0) & np.isfinite(self.latency_s))
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                raise InvalidInputError(
+                    f"{where}: latency_s {self.latency_s[i, j]} for query {self.query_ids[i]!r},"
+                    f" model {self.model_names[j]!r}; give a finite number of seconds >= 0"
+                    " (NaN when not logged)"
+                )
         if self.top_logprobs is not None:
             self._validate_alignment(where)
 
@@ -213,6 +227,7 @@ class ReplayDataset:
             top_logprobs=None if self.top_logprobs is None else self.top_logprobs[idx],
             tokens_in=None if self.tokens_in is None else self.tokens_in[idx],
             tokens_out=None if self.tokens_out is None else self.tokens_out[idx],
+            latency_s=None if self.latency_s is None else self.latency_s[idx],
         )
 
     def select_models(self, names: Iterable[str]) -> ReplayDataset:
@@ -235,6 +250,7 @@ class ReplayDataset:
             top_logprobs=take(self.top_logprobs),
             tokens_in=take(self.tokens_in),
             tokens_out=take(self.tokens_out),
+            latency_s=take(self.latency_s),
         )
 
     def sorted_by_cost(self) -> ReplayDataset:
@@ -320,6 +336,7 @@ def concat_datasets(datasets: Sequence[ReplayDataset], name: str = "pooled") -> 
         top_logprobs=stack("top_logprobs"),
         tokens_in=stack("tokens_in"),
         tokens_out=stack("tokens_out"),
+        latency_s=stack("latency_s"),
         dropped_ids=tuple(d for p in parts for d in p.dropped_ids),
     )
     return pooled.sorted_by_cost()

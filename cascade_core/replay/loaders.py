@@ -23,7 +23,8 @@ Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by
            "confidence_logprob": -0.3,       # optional number <= 0: one logged confidence
            "answer": "Paris",                # optional str: for agreement features
            "tokens_in": 120,                 # optional number >= 0
-           "tokens_out": 3                   # optional number >= 0
+           "tokens_out": 3,                  # optional number >= 0
+           "latency_ms": 244.4               # optional number >= 0: the call's wall time
          },
          "big-model": {...}}}
 
@@ -32,7 +33,9 @@ Supported inputs (``.gz`` accepted everywhere; `load_replay` picks the loader by
   a profile fitted on a saved replay sees the same entropy and margin features as the live
   engine. Without it those two features are NaN (unknown) for that model and query.
 
-  Unknown keys (e.g. ``latency_ms``) are ignored. ``null`` means "not logged" for the
+  ``latency_ms`` (milliseconds, as the cascade logs write it) becomes
+  ``ReplayDataset.latency_s`` in seconds, what ``bench --latency-weight`` prices.
+  Unknown keys are ignored. ``null`` means "not logged" for the
   optional fields. Signal ``confidence_logprob`` is the logged value, or, when only
   ``logprobs`` is given, their sum (the log-probability of the whole answer); cells with
   neither are NaN.
@@ -388,6 +391,7 @@ def load_replay_jsonl(
     top_logprobs: list[list[tuple[tuple[float, ...], ...] | None]] = []
     tok_in: list[list[float]] = []
     tok_out: list[list[float]] = []
+    latency_ms: list[list[float]] = []
     names: list[str] | None = list(models) if models is not None else None
 
     for line_no, rec in _read_jsonl(path):
@@ -420,7 +424,7 @@ def load_replay_jsonl(
                     f"model {extra[0]!r} is not on the first line (every line needs the same "
                     "models; pass models=[...] to select some)",
                 )
-        row = {k: [] for k in ("q", "c", "conf", "ans", "lp", "top", "ti", "to")}
+        row = {k: [] for k in ("q", "c", "conf", "ans", "lp", "top", "ti", "to", "ms")}
         for m in names:
             field = f"models.{m}"
             entry = entries.get(m)
@@ -449,6 +453,9 @@ def load_replay_jsonl(
             row["to"].append(
                 p.number(entry, "tokens_out", f"{field}.tokens_out", lo=0.0, required=False)
             )
+            row["ms"].append(
+                p.number(entry, "latency_ms", f"{field}.latency_ms", lo=0.0, required=False)
+            )
         quality.append(row["q"])
         cost.append(row["c"])
         conf.append(row["conf"])
@@ -457,6 +464,7 @@ def load_replay_jsonl(
         top_logprobs.append(row["top"])
         tok_in.append(row["ti"])
         tok_out.append(row["to"])
+        latency_ms.append(row["ms"])
 
     if names is None or not ids:
         raise ReplayFormatError("no queries in file", path=path)
@@ -476,6 +484,7 @@ def load_replay_jsonl(
         return None if np.all(np.isnan(arr)) else arr
 
     conf_arr = floats(conf)
+    latency = floats(latency_ms)
     ds = ReplayDataset(
         name=name or _stem(path),
         model_names=names,
@@ -490,6 +499,7 @@ def load_replay_jsonl(
         top_logprobs=objects(top_logprobs),
         tokens_in=floats(tok_in),
         tokens_out=floats(tok_out),
+        latency_s=None if latency is None else latency / 1000.0,
     )
     return ds if models is not None else ds.sorted_by_cost()
 

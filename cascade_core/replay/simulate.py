@@ -362,6 +362,19 @@ def _read_only(values: FloatArray) -> FloatArray:
     return values
 
 
+def sequential_latency(ran: np.ndarray, latency_s: FloatArray) -> FloatArray:
+    """Seconds a replayed query waits: the sum of the logged latencies of the models it ran.
+
+    A cascade calls its models one after another, and the logs hold whole calls, so each
+    draft's time to first token is its total time (a buffered draft shows nothing until it
+    is judged) and the answer's first token arrives when the last call ends: TTFT and total
+    are both this sum. ``ran`` is (..., n, k) run indicators, or the expected ones of a
+    mixed policy (the sum is linear, so it gives the expected latency); ``latency_s`` is
+    (n, k).
+    """
+    return (np.asarray(ran, dtype=float) * latency_s).sum(axis=-1)
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
     """Which models ran for each query (n, k) and whose answer was returned (n,)."""
@@ -375,6 +388,10 @@ class BatchOutcome:
 
     def quality(self, true_quality: FloatArray) -> FloatArray:
         return true_quality[np.arange(len(self.answer)), self.answer]
+
+    def latency(self, latency_s: FloatArray) -> FloatArray:
+        """Per-query seconds waited (`sequential_latency`)."""
+        return sequential_latency(self.ran, latency_s)
 
 
 def run_batch(strategy: Strategy, context: BatchContext) -> BatchOutcome:
