@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cascade_core.cli.app import app
 from cascade_core.errors import InvalidInputError
-from cascade_core.replay import ReplayFormatError, load_replay
+from cascade_core.replay import ReplayDataset, ReplayFormatError, concat_datasets, load_replay
 
 STRATEGIES = ("routing", "threshold_cascade", "optimal_cascade", "cascade_routing")
 # name: (accuracy, USD per call, median seconds per call)
@@ -254,3 +254,43 @@ def test_latency_ms_is_kept_or_refused_with_file_line_and_field(
     else:
         assert seconds == expected
     assert data.latency_s[line, data.model_index("a")] == 0.1
+
+
+def _dataset(latency: np.ndarray, name: str = "d") -> ReplayDataset:
+    n = latency.shape[0]
+    return ReplayDataset(
+        name=name,
+        model_names=["a", "b"],
+        query_ids=[f"{name}{i}" for i in range(n)],
+        prompts=[""] * n,
+        tasks=["t"] * n,
+        quality=np.zeros((n, 2)),
+        cost=np.tile([1.0, 2.0], (n, 1)),
+        latency_s=latency,
+    )
+
+
+@pytest.mark.parametrize("bad", [-0.5, math.inf, -math.inf])
+def test_dataset_refuses_a_bad_latency_naming_query_and_model(bad: float) -> None:
+    latency = np.array([[0.1, 0.2], [0.3, bad]])
+    with pytest.raises(InvalidInputError, match=r"latency_s .* query 'd1', model 'b'"):
+        _dataset(latency)
+
+
+def test_latency_follows_slicing_and_pooling() -> None:
+    first = _dataset(np.array([[0.1, 0.2], [0.3, 0.4]]), "x")
+    second = _dataset(np.array([[0.5, 0.6]]), "y")
+    assert first.subset([1]).latency_s.tolist() == [[0.3, 0.4]]
+    assert first.select_models(["b", "a"]).latency_s.tolist() == [[0.2, 0.1], [0.4, 0.3]]
+    pooled = concat_datasets([first, second])
+    assert pooled.latency_s.tolist() == [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    without = ReplayDataset(
+        name="z",
+        model_names=["a", "b"],
+        query_ids=["z0"],
+        prompts=[""],
+        tasks=["t"],
+        quality=np.zeros((1, 2)),
+        cost=np.ones((1, 2)),
+    )
+    assert concat_datasets([first, without]).latency_s is None  # partly missing: dropped
