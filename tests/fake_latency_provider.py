@@ -48,6 +48,7 @@ class LatencyProfile:
     accuracy: float  # share of questions it answers right
     sure_logprob: float = -0.03  # per-token logprob of a right answer
     unsure_logprob: float = -1.2  # per-token logprob of a wrong one
+    repeat: int = 1  # how many times the filler after the number is said (answer length)
 
 
 SMALL = LatencyProfile(ttft_s=0.35, tokens_per_s=90.0, accuracy=0.6)
@@ -72,12 +73,28 @@ def _expected(prompt: str) -> int:
     return a + b
 
 
+@dataclass
+class Served:
+    """What the fake sent for one streamed request: a closed connection (the client cancelled
+    the stream) shows as ``completed`` False with fewer ``tokens_sent`` than ``tokens_total``."""
+
+    model: str
+    tokens_total: int
+    tokens_sent: int = 0
+    completed: bool = False
+
+
 class FakeLatencyProvider(FakeOpenAIServer):
-    """The FAKE pair on a free port (``base_url``), in a daemon thread like its parent."""
+    """The FAKE pair on a free port (``base_url``), in a daemon thread like its parent.
+
+    ``served`` lists every streamed request in arrival order with how many content tokens
+    were written to the connection before it ended (`Served`).
+    """
 
     def __init__(self, models: dict[str, LatencyProfile] | None = None) -> None:
         super().__init__({})
         self.profiles = dict(models or PAIR)
+        self.served: list[Served] = []
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -90,7 +107,7 @@ class FakeLatencyProvider(FakeOpenAIServer):
         prompt = str(messages[-1].get("content", "")) if messages else ""
         right = answers_right(name, prompt, profile.accuracy)
         number = _expected(prompt) if re.search(r"\d", prompt) else 0
-        tokens = (f" {number if right else number + 1}.", *FILLER)
+        tokens = (f" {number if right else number + 1}.", *(FILLER * profile.repeat))
         limit = body.get("max_tokens")
         if limit is not None:
             tokens = tokens[: max(int(limit), 1)]
@@ -123,18 +140,24 @@ class FakeLatencyProvider(FakeOpenAIServer):
             data = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
+        served = Served(model=name, tokens_total=len(tokens))
+        self.served.append(served)
         with contextlib.suppress(ConnectionError):
             await response.prepare(request)
             await send([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
             for i, token in enumerate(tokens):
                 due = started + profile.ttft_s + i / profile.tokens_per_s
                 await asyncio.sleep(max(due - time.monotonic(), 0.0))
+                if request.transport is None or request.transport.is_closing():
+                    return response  # the client closed the stream: nothing more is sent
                 delta = {"index": 0, "delta": {"content": token}}
                 await send([{**delta, "logprobs": {"content": [_item(token, logprob)]}}])
+                served.tokens_sent += 1
             await send([{"index": 0, "delta": {}, "finish_reason": "stop"}])
             if (body.get("stream_options") or {}).get("include_usage"):
                 await send([], usage=usage)
             await response.write(b"data: [DONE]\n\n")
+            served.completed = True
         return response
 
 

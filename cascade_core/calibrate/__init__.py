@@ -24,6 +24,8 @@ from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import load_profile
+from cascade_core.latency import latency_section
+from cascade_core.latency.stored import SECTION as LATENCY_SECTION
 from cascade_core.replay import ReplayDataset, load_replay
 
 __all__ = ["CalibrationReport", "DevRow", "load_dev_set", "run_calibration"]
@@ -69,6 +71,7 @@ def run_calibration(
     resolve_grader(grader)
     ladder = resolve_ladder(config.models)
     report_extra: dict[str, Any] = {}
+    latency: dict[str, Any] | None = None
     if data is not None:
         rows = load_dev_set(data)
         cache = ResponseCache(cache_path or Path(str(output) + ".cache.sqlite"))
@@ -79,6 +82,8 @@ def run_calibration(
         finally:
             cache.close()
         calibration = _from_collected(collected, grader)
+        if collected.seconds:
+            latency = latency_section(collected.latency().snapshot())
         report_extra = {
             "rows": len(rows),
             "new_calls": collected.new_calls,
@@ -109,6 +114,8 @@ def run_calibration(
         budget_usd=budget_usd,
         target_quality=target_quality,
     )
+    if latency is not None:
+        profile[LATENCY_SECTION] = latency
     _write_atomically(output, profile)
     return CalibrationReport(
         profile_path=output,

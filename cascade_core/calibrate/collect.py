@@ -8,7 +8,8 @@ engine will see. Calls run concurrently up to a bound; each response is cached o
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
@@ -21,8 +22,12 @@ from cascade_core.engine.config import RouterConfig
 from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
+from cascade_core.latency import LatencyModel
 from cascade_core.progress import CostProgress
 from cascade_core.replay import ReplayDataset
+
+# Where the response cache keeps a call's duration next to its response (not a response field).
+SECONDS_KEY = "cascade_router_call_seconds"
 
 
 def call_kwargs(model: LadderModel, row: DevRow, config: RouterConfig) -> dict[str, Any]:
@@ -47,6 +52,27 @@ class Collected:
     errors: dict[tuple[int, int], str]
     new_calls: int
     new_cost_usd: float
+    # (row, model) -> seconds the call took when it was made (kept in the cache with the
+    # response, so a rerun from the cache stores the same latency; older caches have none)
+    seconds: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def latency(self) -> LatencyModel:
+        """Each model's latency averages over the timed calls, as the engine learns them
+        from whole calls. Calibration does not stream, so no time to first token is measured
+        (the engine learns it from its first streamed calls), and its calls run
+        ``concurrency`` at a time: on a self-hosted server that shares its cores they are
+        slower than one request alone, and live calls correct the averages quickly."""
+        model = LatencyModel([m.label for m in self.ladder])
+        for (i, j), seconds in sorted(self.seconds.items()):
+            answer = self.answers[i][j]
+            if answer is not None:
+                model.observe(
+                    self.ladder[j].label,
+                    ttft_s=None,
+                    total_s=seconds,
+                    output_tokens=answer.completion_tokens,
+                )
+        return model
 
     def actual_cost(self) -> np.ndarray:
         cost = np.zeros((len(self.rows), len(self.ladder)))
@@ -133,6 +159,7 @@ async def collect(
     limit = asyncio.Semaphore(max(1, concurrency))
     bar = CostProgress(len(rows) * len(ladder), "calibrate", enabled=progress)
     counters = {"calls": 0}
+    seconds: dict[tuple[int, int], float] = {}
     secrets = secrets_from_env(spec.api_key_env for spec in config.models)
 
     async def one(i: int, j: int) -> None:
@@ -141,6 +168,9 @@ async def collect(
         key = request_key(model.label, kwargs)
         cached = cache.get(key)
         if cached is not None:
+            timed = cached.pop(SECONDS_KEY, None)
+            if isinstance(timed, (int, float)) and not isinstance(timed, bool):
+                seconds[(i, j)] = float(timed)
             answers[i][j] = ModelAnswer.from_response(cached)
             bar.update(0.0)
             return
@@ -148,14 +178,16 @@ async def collect(
             try:
                 key_value = model.api_key()
                 call = dict(kwargs, **({"api_key": key_value} if key_value else {}))
+                started = time.perf_counter()
                 response = await litellm.acompletion(**call)
+                seconds[(i, j)] = time.perf_counter() - started
                 data = response.model_dump() if hasattr(response, "model_dump") else response
                 answer = ModelAnswer.from_response(data)
             except Exception as error:  # a failed call is reported and retried on rerun
                 errors[(i, j)] = redact(f"{type(error).__name__}: {error}", secrets)[:500]
                 bar.update(0.0, error=True)
                 return
-        cache.put(key, model.label, kwargs, data)
+        cache.put(key, model.label, kwargs, {**data, SECONDS_KEY: seconds[(i, j)]})
         answers[i][j] = answer
         counters["calls"] += 1
         bar.update(model.actual_cost(answer.prompt_tokens or 0, answer.completion_tokens or 0))
@@ -172,4 +204,5 @@ async def collect(
         errors=errors,
         new_calls=counters["calls"],
         new_cost_usd=bar.cost_usd,
+        seconds=seconds,
     )

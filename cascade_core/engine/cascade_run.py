@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from cascade_core.answer_choice import choose_answers
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.cache_usage import CacheUsage
+from cascade_core.engine.hedge import escalation_odds, hedge_value, tokens_by
 from cascade_core.engine.judges import Judgement, LiveEstimator
 from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
 from cascade_core.engine.provider_request import provider_kwargs
@@ -33,7 +34,13 @@ from cascade_core.engine.session_turn import SessionTurn, asks_cache_write
 from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun, RunStatus
 from cascade_core.errors import AllModelsFailedError, CascadeStreamError
 from cascade_core.estimates import QueryEstimates
-from cascade_core.latency import LatencyModel, ModelLatency
+from cascade_core.latency import (
+    NO_LATENCY_PRICE,
+    LatencyExpectation,
+    LatencyModel,
+    LatencyWeights,
+    ModelLatency,
+)
 from cascade_core.sessions.messages import for_model
 from cascade_core.sessions.policy import SessionPolicy, ToolLoop
 from cascade_core.sessions.state import SessionSnapshot, SessionUpdate
@@ -57,6 +64,10 @@ class RouterParts:
     max_cost_usd_per_session: float | None = None
     # Learned from every call's trace; None: latency is neither learned nor expected
     latency: LatencyModel | None = None
+    # USD per second of waiting (a request's own weights replace these); zero: time is free
+    latency_weights: LatencyWeights = NO_LATENCY_PRICE
+    # Whether an async stream may start the next model alongside a draft (`plan_hedge`)
+    hedge: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,8 @@ class ModelCall:
     reservation_usd: float | None = None
     # The model's latency averages when the call was prepared (its trace's expectation)
     latency: ModelLatency | None = None
+    # Started alongside a draft (`CascadeRun.plan_hedge`) rather than after it
+    hedge: bool = False
 
     @property
     def max_output_tokens(self) -> int | None:
@@ -95,6 +108,10 @@ class ModelCall:
         return kwargs
 
 
+def _seconds(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def request_draw(request: dict[str, Any]) -> float:
     """A repeatable uniform draw per request, for policies mixed to meet a budget."""
     digest = hashlib.sha256(
@@ -111,9 +128,14 @@ class CascadeRun:
         parts: RouterParts,
         request: dict[str, Any],
         session: SessionSnapshot | None = None,
+        *,
+        streamed: bool = False,
     ) -> None:
+        """``streamed``: the driver streams, so a call's expected time to first token is its
+        first token's, not its whole answer's (what the latency objective prices)."""
         self.parts = parts
         self.request = request
+        self.streamed = streamed
         ladder = parts.ladder
         self.strategy = parts.strategy.for_query(request_draw(request))
         self.trace = CascadeTrace(strategy=self.strategy.name)
@@ -170,6 +192,29 @@ class CascadeRun:
                 )
             ]
         )
+        own = request.get("latency_weights")
+        self.weights: LatencyWeights = parts.latency_weights if own is None else own
+        self.expected_latency = [self._expect(m, request.get("max_tokens")) for m in ladder]
+        # What the strategy trades: USD plus the priced expected latency (the USD cost itself
+        # when time is free). `self.cost` stays USD: caps, answer choice and the trace use it.
+        self.decision_cost = np.asarray(
+            self.weights.priced(
+                self.cost,
+                np.array([_seconds(e.ttft_s) for e in self.expected_latency]),
+                np.array([_seconds(e.total_s) for e in self.expected_latency]),
+            )
+        )
+        if not self.weights.is_zero:
+            self.trace.decisions.append(
+                "latency priced: "
+                + ", ".join(
+                    f"{m.label} {usd:.3g} USD + {priced - usd:.3g} USD of expected latency"
+                    for m, usd, priced in zip(ladder, self.cost, self.decision_cost, strict=True)
+                )
+            )
+        # A hedge in flight (`plan_hedge`) and the worst case the cost caps hold for it.
+        self._hedge: ModelCall | None = None
+        self._hedge_reserved = 0.0
         self.ex_ante = parts.estimator.ex_ante(request)
         self.judgements: dict[int, Judgement] = {}
         self.answers: dict[int, ModelAnswer] = {}
@@ -244,7 +289,7 @@ class CascadeRun:
 
     def _cheapest_untried(self) -> int:
         untried = [m for m in range(len(self.parts.ladder)) if m not in self.judgements]
-        return min(untried, key=lambda m: (self.cost[m], m))
+        return min(untried, key=lambda m: (self.decision_cost[m], m))
 
     def _prepare(self, model: LadderModel) -> ModelCall | None:
         """Build the call, or skip the model when a cost cap cannot afford it.
@@ -256,6 +301,10 @@ class CascadeRun:
         max_tokens = params.get("max_tokens")
         tokens_in = self.input_tokens[model.index]
         choices = int(params.get("n") or 1)
+        hedge = self._hedge
+        adopting = hedge is not None and hedge.model.index == model.index
+        if adopting:
+            self._hedge, self._hedge_reserved = None, 0.0  # the hedge becomes this call
         allowance, binding = self._allowance()
         reservation = None
         if allowance is not None:
@@ -268,7 +317,7 @@ class CascadeRun:
             params["max_tokens"] = int(max_tokens)
             if self.session is not None and self.session.cap_usd is not None:
                 reservation = model.worst_case_cost(tokens_in, int(max_tokens), choices)
-        return ModelCall(
+        call = ModelCall(
             model=model,
             params=params,
             final=self._is_final(model),
@@ -279,11 +328,16 @@ class CascadeRun:
                 self.parts.latency.averages(model.label) if self.parts.latency is not None else None
             ),
         )
+        if adopting and hedge is not None and hedge.params == params:
+            # The driver continues the hedge's stream instead of starting a new one; its
+            # expectation stays the one made when it started.
+            return replace(call, hedge=True, latency=hedge.latency)
+        return call
 
     def _allowance(self) -> tuple[float | None, str]:
         """USD left for the next call under the binding cap, and that cap's description."""
         cap = self.parts.max_cost_usd
-        allowance = None if cap is None else cap - self.spent
+        allowance = None if cap is None else cap - self.spent - self._hedge_reserved
         binding = "" if cap is None else f"cost cap: {cap:.6g} USD per request"
         session_left = self.session.allowance(self.spent) if self.session is not None else None
         if session_left is not None and (allowance is None or session_left < allowance):
@@ -324,16 +378,19 @@ class CascadeRun:
         else:
             self.trace.decisions.append(note)
 
-    def _is_final(self, model: LadderModel) -> bool:
+    def _is_final(self, model: LadderModel, also_ran: int | None = None) -> bool:
         """True when no other model can run after this one, so its answer is the answer: the
-        strategy looks at no more answers, the session pins this model, or none is left."""
+        strategy looks at no more answers, the session pins this model, or none is left.
+        ``also_ran``: a draft in flight, counted as answered (for a hedge started beside it).
+        """
         limit = self.strategy.max_answers
-        if model.index == self._exclusive or (limit is not None and len(self.answers) >= limit - 1):
+        answers = len(self.answers) + (also_ran is not None)
+        if model.index == self._exclusive or (limit is not None and answers >= limit - 1):
             return True
         others = [
             m
             for m in range(len(self.parts.ladder))
-            if m not in self.judgements and m != model.index
+            if m not in self.judgements and m not in (model.index, also_ran)
         ]
         return not others
 
@@ -392,6 +449,7 @@ class CascadeRun:
             "cached_tokens": cache.read,
             "cache_write_tokens": cache.written,
             "expected_cached_tokens": int(self.expected_cached[model.index]),
+            "hedged": call.hedge,
         }
 
     def _timing(
@@ -516,6 +574,8 @@ class CascadeRun:
     ) -> None:
         """A failed model counts as quality 0; the strategy goes on without it (its time is
         traced but not learned from: a failure says nothing of the model's speed)."""
+        if self._hedge is call:
+            self._hedge, self._hedge_reserved = None, 0.0
         secrets = secrets_from_env(m.spec.api_key_env for m in self.parts.ladder)
         self._log(
             call.model,
@@ -524,6 +584,7 @@ class CascadeRun:
             "call failed after LiteLLM's retries",
             post_hoc_quality=0.0,
             estimated_cost_usd=call.estimated_cost,
+            hedged=call.hedge,
             **self._timing(call, latency_s, ttft_s, streamed, None, complete=False),
             error=redact(f"{type(error).__name__}: {error}", secrets)[:500],
         )
@@ -569,7 +630,124 @@ class CascadeRun:
         return not self.strategy.decide(self._estimates(judgements), frozenset(judgements)).stop
 
     def _estimates(self, judgements: dict[int, Judgement]) -> QueryEstimates:
-        return self.parts.estimator.estimates(self.request, self.ex_ante, judgements, self.cost)
+        return self.parts.estimator.estimates(
+            self.request, self.ex_ante, judgements, self.decision_cost
+        )
+
+    def _expect(self, model: LadderModel, max_tokens: int | None) -> LatencyExpectation:
+        if self.parts.latency is None:
+            return LatencyExpectation()
+        return self.parts.latency.expect(model.label, max_tokens=max_tokens, streamed=self.streamed)
+
+    # -- hedging ---------------------------------------------------------------------------
+
+    def plan_hedge(self, call: ModelCall) -> ModelCall | None:
+        """The call to start alongside the draft ``call``, or None (`cascade_core.engine.hedge`).
+
+        Only for a non-final draft of a request without a session, with non-zero latency
+        weights and hedging enabled. Under a cost cap both calls' worst cases must fit at the
+        request's ``max_tokens`` before the hedge starts: they are held together (a later
+        call's allowance excludes the hedge's worst case until it is adopted or cancelled),
+        so the cap is never exceeded and the hedge is the call a sequential run would make.
+        """
+        ladder = self.parts.ladder
+        if (
+            not self.parts.hedge
+            or self.weights.is_zero
+            or call.final
+            or self.session is not None
+            or self._hedge is not None
+            or self.halted is not None
+            or self.parts.latency is None
+        ):
+            return None
+        draft = call.model.index
+        odds = escalation_odds(
+            self.strategy, self._estimates(self.judgements), frozenset(self.judgements), draft
+        )
+        following = odds.next_model
+        if following is None or following in self.judgements or following == draft:
+            return None
+        model = ladder[following]
+        params = dict(self.base_params[following])
+        max_tokens = params.get("max_tokens")
+        tokens_in = self.input_tokens[following]
+        choices = int(params.get("n") or 1)
+        allowance, _ = self._allowance()
+        reserved = 0.0
+        if allowance is not None:
+            if max_tokens is None or call.max_output_tokens is None:
+                return None
+            left = allowance - call.model.worst_case_cost(
+                self.input_tokens[draft], int(call.params["max_tokens"]), call.choices
+            )
+            if model.affordable_output_tokens(tokens_in, left, choices) < max_tokens:
+                return None
+            allowance = left
+            reserved = model.worst_case_cost(tokens_in, int(max_tokens), choices)
+        averages = self.parts.latency.averages(model.label)
+        if averages is None or call.latency is None:
+            return None
+        draft_time = call.latency.expect(max_tokens=call.params.get("max_tokens"), streamed=True)
+        limit = int(max_tokens) if max_tokens is not None else model.spec.expected_output_tokens
+        wasted = model.actual_cost(
+            math.ceil(tokens_in * INPUT_TOKEN_MARGIN),
+            math.ceil(tokens_by(averages, draft_time.total_s or 0.0, limit) * choices),
+        )
+        value = hedge_value(
+            self.weights,
+            odds.p_next,
+            draft_time,
+            averages.expect(max_tokens=max_tokens, streamed=True),
+            wasted,
+        )
+        if value is None or not value.worth_it:
+            return None
+        self._hedge = ModelCall(
+            model=model,
+            params=params,
+            final=self._is_final(model, also_ran=draft),
+            estimated_cost=float(self.cost[following]),
+            allowance_usd=allowance,
+            latency=averages,
+            hedge=True,
+        )
+        self._hedge_reserved = reserved
+        self.trace.decisions.append(
+            f"hedge: start {model.label} alongside {call.model.label} ({value.describe()})"
+        )
+        return self._hedge
+
+    def record_cancelled(
+        self,
+        call: ModelCall,
+        partial: ModelAnswer,
+        latency_s: float,
+        reason: str,
+        cache: CacheUsage | None = None,
+        *,
+        ttft_s: float | None = None,
+    ) -> None:
+        """A hedge that lost: its stream was closed, the tokens it sent until then are paid.
+
+        It is traced but not judged: the strategy never saw its answer, and may still run
+        that model later like any model not run.
+        """
+        if self._hedge is call:
+            self._hedge, self._hedge_reserved = None, 0.0
+        paid = self._pay(call, partial, latency_s, cache)
+        paid.update(self._timing(call, latency_s, ttft_s, True, paid, complete=False))
+        self.trace.runs.append(
+            ModelRun(
+                model=call.model.label,
+                index=call.model.index,
+                status="cancelled",
+                reason=reason,
+                ex_ante_quality=float(self.ex_ante[call.model.index]),
+                quality_basis="cancelled hedge",
+                **paid,
+            )
+        )
 
     def _skip(self, model: LadderModel, reason: str) -> None:
         self._log(model, Judgement(0.0, "skipped"), "skipped", reason)

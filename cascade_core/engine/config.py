@@ -29,6 +29,7 @@ from pydantic import (
 
 from cascade_core.errors import InvalidInputError
 from cascade_core.key_shapes import looks_like_key, mask_keys
+from cascade_core.latency import LatencyWeights
 from cascade_core.sessions.policy import SessionPolicy, ToolLoop
 from cascade_core.textfiles import TextFileError, read_text
 from cascade_core.validation import MAX_COUNT, Number, StrictInt, validate_as
@@ -264,6 +265,16 @@ class RouterConfig(_Strict):
     )
     early_abort: StrictBool = Field(
         True, description="stop streaming a draft once its logprobs make escalation certain"
+    )
+    latency_weights: LatencyWeights = Field(
+        default_factory=LatencyWeights,
+        description="USD one second of time to first token / total time is worth: the "
+        "strategy then trades cost + priced expected latency (a request may override it)",
+    )
+    hedge: StrictBool = Field(
+        True,
+        description="async streams: start the next model alongside a draft when the latency "
+        "weights say the time saved is worth the expected extra cost (never with zero weights)",
     )
 
     @model_validator(mode="after")

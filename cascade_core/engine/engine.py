@@ -12,6 +12,8 @@ saved at the end.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -31,7 +33,8 @@ from cascade_core.engine.request import build_request
 from cascade_core.engine.session_link import NO_SESSION, SessionLink, build_store, hold_seconds
 from cascade_core.engine.trace import CascadeResult
 from cascade_core.errors import CascadeStreamError, InvalidInputError
-from cascade_core.latency import LatencyModel
+from cascade_core.estimators.profile import read_profile_document
+from cascade_core.latency import LatencyModel, ModelLatency, averages_from_section
 from cascade_core.sessions.state import SessionSnapshot
 from cascade_core.sessions.store import SessionStore
 from cascade_core.signals.access import get_field
@@ -99,7 +102,9 @@ class CascadeEngine:
             session_policy=config.session.policy,
             tool_loop=config.session.tool_loop,
             max_cost_usd_per_session=budget.max_cost_usd_per_session,
-            latency=LatencyModel(m.label for m in ladder),
+            latency=LatencyModel([m.label for m in ladder], start=_stored_latency(config, ladder)),
+            latency_weights=config.latency_weights,
+            hedge=config.hedge,
         )
         self.ladder: tuple[LadderModel, ...] = ladder
         self.strategy: Strategy = strategy
@@ -170,11 +175,13 @@ class CascadeEngine:
         messages: list[dict[str, Any]],
         *,
         session: SessionSnapshot | None = None,
+        streamed: bool = False,
         **params: Any,
     ) -> CascadeRun:
         """A new request's state machine (for drivers other than the four below);
-        ``session`` is the snapshot of its session, as the store returned it."""
-        return CascadeRun(self.parts, build_request(messages, params), session)
+        ``session`` is the snapshot of its session, as the store returned it, and
+        ``streamed`` says the driver streams (latency is then expected per first token)."""
+        return CascadeRun(self.parts, build_request(messages, params), session, streamed=streamed)
 
     def session_link(self, session_id: str | None) -> SessionLink | Any:
         """The store operations of one request (that do nothing without a session id)."""
@@ -223,9 +230,14 @@ class CascadeEngine:
     def stream(
         self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
     ) -> Iterator[StreamEvent]:
-        """Only the accepted answer streams; drafts are buffered (or aborted when hopeless)."""
+        """Only the accepted answer streams; drafts are buffered (or aborted when hopeless).
+
+        This driver runs one provider stream at a time, so it never hedges: a hedge needs a
+        second stream read concurrently and closed from outside, which `astream` does on
+        its event loop. Latency weights still price time in the strategy's decisions here.
+        """
         link = self.session_link(session_id)
-        run = self.start(messages, session=link.load(), **params)
+        run = self.start(messages, session=link.load(), streamed=True, **params)
         sent = _Sent()
         with link.saving(run) as outcome:
             while (call := run.next_call()) is not None:
@@ -246,26 +258,58 @@ class CascadeEngine:
     async def astream(
         self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
     ) -> AsyncIterator[StreamEvent]:
+        """As `stream`, and with hedged escalation: when `CascadeRun.plan_hedge` says so, the
+        next model starts alongside a draft and its stream is read into a buffer. If the
+        draft is escalated to it, the buffer is replayed and the stream continues live; else
+        its HTTP stream is closed (the tokens sent until then are paid). Its text never
+        reaches the caller before the draft has been judged."""
         link = self.session_link(session_id)
-        run = self.start(messages, session=await link.aload(), **params)
+        run = self.start(messages, session=await link.aload(), streamed=True, **params)
         sent = _Sent()
-        async with link.asaving(run) as outcome:
-            while (call := run.next_call()) is not None:
-                async with link.aholding(run, call) as held:
-                    if not held:
-                        continue
-                    draft = _Draft(run, call, sent)
-                    try:
-                        async for chunk in _achunks(draft):
-                            for event in draft.take(chunk):
-                                yield event
-                    except Exception as error:
-                        draft.fail(error)
-                    else:
-                        draft.finish()
-            outcome.result = run.result(committed=sent.model)
+        hedge: _HedgeStream | None = None
+        try:
+            async with link.asaving(run) as outcome:
+                while (call := run.next_call()) is not None:
+                    if hedge is not None and not call.hedge:
+                        await hedge.cancel(run, f"cancelled: {call.model.label} runs instead")
+                        hedge = None
+                    async with link.aholding(run, call) as held:
+                        if not held:
+                            continue
+                        source, hedge = (hedge, None) if call.hedge else (None, hedge)
+                        started = source.started if source is not None else None
+                        draft = _Draft(run, call, sent, started=started)
+                        planned = run.plan_hedge(call) if source is None else None
+                        if planned is not None:
+                            hedge = _HedgeStream(planned)
+                        chunks = source.replayed(draft) if source else _achunks_at(draft)
+                        try:
+                            async for at, chunk in chunks:
+                                for event in draft.take(chunk, at):
+                                    yield event
+                        except Exception as error:
+                            draft.fail(error)
+                        else:
+                            draft.finish()
+                if hedge is not None:
+                    await hedge.cancel(run, f"cancelled: not needed ({run.trace.stop_reason})")
+                    hedge = None
+                outcome.result = run.result(committed=sent.model)
+        finally:
+            if hedge is not None:  # the caller stopped reading, or the cascade failed
+                await hedge.abandon()
         for event in _deliver(outcome.result, sent.model):
             yield event
+
+
+def _stored_latency(
+    config: RouterConfig, ladder: tuple[LadderModel, ...]
+) -> dict[str, ModelLatency]:
+    """The latency averages `calibrate` stored in the profile (none without a profile)."""
+    if config.profile is None:
+        return {}
+    section = read_profile_document(config.profile).get("latency")
+    return averages_from_section(section, [m.label for m in ladder], str(config.profile))
 
 
 # -- the per-call cores: all bookkeeping, no I/O (the sync and async drivers share them) ----
@@ -307,13 +351,16 @@ class _Draft:
     for a provider that streams past ``max_tokens`` (then the stream is cut there), and times
     its first token (the first chunk that adds text or a tool call)."""
 
-    def __init__(self, run: CascadeRun, call: ModelCall, sent: _Sent) -> None:
+    def __init__(
+        self, run: CascadeRun, call: ModelCall, sent: _Sent, started: float | None = None
+    ) -> None:
+        """``started``: when the call's stream was opened, if before now (an adopted hedge)."""
         self.run = run
         self.call = call
         self.sent = sent
         self.assembler = DraftAssembler()
         self.cache = CacheUsage()
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
         self.ttft_s: float | None = None
         self.forwarded = False
         self.aborted = False
@@ -325,10 +372,11 @@ class _Draft:
         """True once the driver must close the provider stream."""
         return self.aborted or self.overran
 
-    def take(self, chunk: Any) -> list[TextDelta]:
+    def take(self, chunk: Any, at: float | None = None) -> list[TextDelta]:
+        """Add one chunk (received at ``at``, now by default: a buffered one arrived earlier)."""
         text, logprobs = self.assembler.add(chunk)
         if self.ttft_s is None and self.assembler.n_pieces > 0:
-            self.ttft_s = time.perf_counter() - self.started
+            self.ttft_s = (time.perf_counter() if at is None else at) - self.started
         usage = get_field(chunk, "usage")
         if usage is not None:
             self.cache = cache_usage(usage)
@@ -409,13 +457,96 @@ def _chunks(draft: _Draft) -> Iterator[Any]:
             return
 
 
-async def _achunks(draft: _Draft) -> AsyncIterator[Any]:
+async def _achunks_at(draft: _Draft) -> AsyncIterator[tuple[float | None, Any]]:
+    """As `_chunks`, each chunk with its arrival time (None: now, as it is taken at once)."""
     stream = await litellm.acompletion(**draft.call.kwargs(stream=True))
     async for chunk in stream:
-        yield chunk
+        yield None, chunk
         if draft.stopped:
             await _aclose(stream)
             return
+
+
+class _HedgeStream:
+    """A hedged call's provider stream, read into a buffer by a task from its start.
+
+    The buffer is either replayed into the call's `_Draft` once the cascade escalates to it
+    (`replayed`), or the task is cancelled, which closes LiteLLM's async stream and with it
+    the HTTP transfer (`cancel`); what it received until then is billed.
+    """
+
+    def __init__(self, call: ModelCall) -> None:
+        self.call = call
+        self.started = time.perf_counter()
+        self.chunks: list[tuple[float, Any]] = []
+        self.error: Exception | None = None
+        self.done = False
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        stream = None
+        exhausted = False
+        try:
+            stream = await litellm.acompletion(**self.call.kwargs(stream=True))
+            async for chunk in stream:
+                self.chunks.append((time.perf_counter(), chunk))
+                self._arrived.set()
+            exhausted = True
+        except Exception as error:  # the provider's failure is the adopted call's outcome
+            self.error = error
+        finally:
+            self.done = True
+            self._arrived.set()
+            if stream is not None and not exhausted:
+                await _aclose(stream)
+
+    async def replayed(self, draft: _Draft) -> AsyncIterator[tuple[float, Any]]:
+        """The chunks received so far, then the rest as they arrive; closes the stream once
+        the draft stops (aborted, or past ``max_tokens``)."""
+        taken = 0
+        while True:
+            while taken < len(self.chunks):
+                yield self.chunks[taken]
+                taken += 1
+                if draft.stopped:
+                    await self.abandon()
+                    return
+            if self.done:
+                if self.error is not None:
+                    raise self.error
+                return
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    async def abandon(self) -> None:
+        """Stop reading and close the provider stream (its HTTP transfer ends)."""
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def cancel(self, run: CascadeRun, reason: str) -> None:
+        """The hedge lost: close its stream, and bill and trace what it sent until then."""
+        await self.abandon()
+        assembler = DraftAssembler()
+        cache = CacheUsage()
+        first: float | None = None
+        for at, chunk in self.chunks:
+            assembler.add(chunk)
+            if first is None and assembler.n_pieces > 0:
+                first = at - self.started
+            usage = get_field(chunk, "usage")
+            if usage is not None:
+                cache = cache_usage(usage)
+        run.record_cancelled(
+            self.call,
+            assembler.answer(),
+            time.perf_counter() - self.started,
+            reason,
+            cache,
+            ttft_s=first,
+        )
 
 
 def _cache_of(response: Any) -> CacheUsage:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from cascade_core.engine.config import API_KEY_REFUSED
 from cascade_core.engine.redaction import redact
 from cascade_core.errors import InvalidInputError
+from cascade_core.latency import LatencyWeights
 from cascade_core.validation import MAX_COUNT, StrictInt, StrictNumber, validate_as
 
 _INT64 = 2**63
@@ -37,6 +38,8 @@ class RequestParams(BaseModel):
     top_p: Annotated[StrictNumber, Field(ge=0, le=1)] | None = None
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] | None = None
     logprobs: StrictBool | None = None
+    # USD per second of waiting, for this request (checked by `LatencyWeights.parse`).
+    latency_weights: Any = None
 
 
 ACCEPTED_PARAMS = frozenset(RequestParams.model_fields)
@@ -61,6 +64,9 @@ def build_request(messages: Any, params: dict[str, Any]) -> dict[str, Any]:
             f"unknown request parameter(s) {unknown}; accepted: {sorted(ACCEPTED_PARAMS)}"
         )
     validate_as(RequestParams, params, "request")
+    if params.get("latency_weights") is not None:
+        weights = LatencyWeights.parse(params["latency_weights"], "request", ("latency_weights",))
+        params = {**params, "latency_weights": weights}
     if isinstance(params.get("stop"), str):
         params = {**params, "stop": [params["stop"]]}
     return {"messages": messages, **{k: v for k, v in params.items() if v is not None}}

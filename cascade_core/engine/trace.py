@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from cascade_core.engine.answers import ModelAnswer
 
-RunStatus = Literal["ok", "unusable", "failed", "skipped", "aborted"]
+RunStatus = Literal["ok", "unusable", "failed", "skipped", "aborted", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class TokenUsage:
 @dataclass
 class ModelRun:
     """One model of the ladder in one request: answered, answered unusably (empty, refused,
-    filtered), failed, skipped or aborted early.
+    filtered), failed, skipped, aborted early, or cancelled (a hedge whose draft won).
 
     Times are seconds on the monotonic clock, measured by the driver around the provider call.
     ``ttft_s`` is when the first token reached the engine: for a streamed call the first
@@ -71,6 +71,8 @@ class ModelRun:
     cached_tokens: int = 0  # prompt tokens the provider billed at its cache-read price
     cache_write_tokens: int = 0  # prompt tokens it billed at its cache-write price
     expected_cached_tokens: int = 0  # what the cost estimate assumed the cache would hold
+    # Started alongside a draft (a hedged escalation); a hedge that lost is "cancelled"
+    hedged: bool = False
 
     @property
     def usage(self) -> TokenUsage:

@@ -8,14 +8,18 @@ rule that turns those expectations into USD next to the money a call costs.
 
 from cascade_core.latency.ewma import ALPHA, ewma
 from cascade_core.latency.model import LatencyExpectation, LatencyModel, ModelLatency
-from cascade_core.latency.objective import LatencyWeights, priced_cost
+from cascade_core.latency.objective import NO_LATENCY_PRICE, LatencyWeights, priced_cost
+from cascade_core.latency.stored import averages_from_section, latency_section
 
 __all__ = [
     "ALPHA",
+    "NO_LATENCY_PRICE",
     "LatencyExpectation",
     "LatencyModel",
     "LatencyWeights",
     "ModelLatency",
+    "averages_from_section",
     "ewma",
+    "latency_section",
     "priced_cost",
 ]

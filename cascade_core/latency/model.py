@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from cascade_core.latency.ewma import ALPHA, ewma
@@ -89,12 +89,20 @@ class LatencyModel:
     ladder model, named at construction; calls of other models are not learned from.
     """
 
-    def __init__(self, models: Iterable[str], alpha: float = ALPHA) -> None:
+    def __init__(
+        self,
+        models: Iterable[str],
+        alpha: float = ALPHA,
+        start: Mapping[str, ModelLatency] | None = None,
+    ) -> None:
+        """``start``: averages known before the first call (what `calibrate` measured and
+        stored in the profile); live calls then move them like any earlier observation."""
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha}")
         self.alpha = alpha
         self._lock = threading.Lock()
-        self._models: dict[str, ModelLatency] = {m: ModelLatency() for m in models}
+        known = dict(start or {})
+        self._models: dict[str, ModelLatency] = {m: known.get(m, ModelLatency()) for m in models}
 
     def observe(
         self,

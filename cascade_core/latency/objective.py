@@ -39,19 +39,23 @@ class LatencyWeights(BaseModel):
     )
 
     @classmethod
-    def parse(cls, value: Any, source: str = "latency_weights") -> LatencyWeights:
+    def parse(
+        cls, value: Any, source: str = "latency_weights", at: tuple[str, ...] = ()
+    ) -> LatencyWeights:
         """Weights from a mapping (a request parameter, a config section) or weights; bad
-        input is one `InvalidInputError` line naming the field."""
+        input is one `InvalidInputError` line naming the field (``at``: where the weights
+        sit inside ``source``)."""
         if isinstance(value, cls):
             return value
         if value is None:
-            return ZERO
+            return NO_LATENCY_PRICE
         if not isinstance(value, dict):
+            where = f"{source}: {'.'.join(at)}" if at else source
             raise InvalidInputError(
-                f"{source}: expected a mapping such as {{'ttft_usd_per_s': 0.001, "
+                f"{where}: expected a mapping such as {{'ttft_usd_per_s': 0.001, "
                 f"'total_usd_per_s': 0.0}}, got {type(value).__name__}"
             )
-        return validate_as(cls, value, source)
+        return validate_as(cls, value, source, at)
 
     @property
     def is_zero(self) -> bool:
@@ -83,14 +87,15 @@ def _known(seconds: float | np.ndarray | None) -> float | np.ndarray:
     return np.where(np.isfinite(array), array, 0.0)
 
 
-ZERO = LatencyWeights()
+# Time is free: the priced cost is the USD cost itself (every weight's default).
+NO_LATENCY_PRICE = LatencyWeights()
 
 
 def priced_cost(
     usd: float | np.ndarray,
     ttft_s: float | np.ndarray | None,
     total_s: float | np.ndarray | None,
-    weights: LatencyWeights = ZERO,
+    weights: LatencyWeights = NO_LATENCY_PRICE,
 ) -> float | np.ndarray:
     """``weights.priced(usd, ttft_s, total_s)``: the function form for callers holding arrays."""
     return weights.priced(usd, ttft_s, total_s)
