@@ -61,6 +61,8 @@ UNBILLED_FIELDS = frozenset(
         "user",
         "parallel_tool_calls",
         "drop_params",
+        "input_cost_per_token",
+        "output_cost_per_token",
     }
 )
 
