@@ -12,12 +12,21 @@ and the caller's time to first token (request sent -> first text delta) and tota
 
     python benchmarks/stream_latency.py --json [--setups fake,local] [--questions 16]
 
-Only modes that exist are measured: the cascade as it is today and each model alone.
+Modes, all through the async stream driver: ``cascade_today`` (no latency priced),
+``hedge@low`` / ``hedge@high`` (latency priced at the two `WEIGHTS`, so the strategy trades
+time and the driver hedges when the objective says so), and each model alone. Early commit
+(``early_commit``, ``both``) is not built yet and is reported as such. Each cascade engine is
+warmed with `WARMUP` requests first (its latency model learns the models' speeds; LiteLLM's
+one-off set-up is not a model's latency). Each set-up's top-level figures (``ttft_ratio``,
+``total_ratio``, ``accuracy``, ...) compare the hedged cascade at the high weight with the
+big model alone (``extra_cost_share``: the share of its
+cost spent on cancelled hedges).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -47,6 +56,13 @@ MAX_TOKENS = 24
 PRICES = {"fake-small": (0.15e-6, 0.60e-6), "fake-large": (2.5e-6, 10e-6)}
 # Quality points one USD is worth: a large answer (about 2.5e-4 USD here) costs 0.05 points.
 FAKE_LAMBDA = 200.0
+# USD one second of waiting is worth (time to first token, total): a low and a high price.
+WEIGHTS = {
+    "low": {"ttft_usd_per_s": 1e-5, "total_usd_per_s": 1e-5},
+    "high": {"ttft_usd_per_s": 1e-4, "total_usd_per_s": 1e-4},
+}
+WARMUP = 4
+NOT_BUILT = {"early_commit": "not built yet", "both": "not built yet (early commit missing)"}
 LOCAL_PROMPTS = (
     "What is the capital of France?",
     "Name a primary colour.",
@@ -65,13 +81,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
+async def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
     """One streamed request as the caller sees it."""
     started = time.perf_counter()
     first: float | None = None
     result = None
     try:
-        for event in engine.stream([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS):
+        async for event in engine.astream(
+            [{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS
+        ):
             if isinstance(event, TextDelta) and event.text and first is None:
                 first = time.perf_counter() - started
             if isinstance(event, Finished):
@@ -80,12 +98,14 @@ def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
         return {"error": f"{type(error).__name__}: {error}"[:300]}
     total = time.perf_counter() - started
     assert result is not None
-    ran = [r for r in result.trace.runs if r.status != "skipped"]
+    ran = [r for r in result.trace.runs if r.status not in ("skipped", "cancelled")]
     return {
         "ttft_s": first if first is not None else total,
         "total_s": total,
         "content": result.content,
         "cost_usd": result.cost_usd,
+        "hedge_cost_usd": sum(r.cost_usd for r in result.trace.runs if r.status == "cancelled"),
+        "hedged": any(r.hedged for r in result.trace.runs),
         "escalated": len(ran) > 1,
     }
 
@@ -106,6 +126,8 @@ def summarise(all_rows: list[dict[str, Any]], truth: list[int] | None) -> dict[s
         "total_p95_s": round(float(np.percentile(total, 95)), 3),
         "cost_usd_per_request": float(np.mean([r["cost_usd"] for r in rows])),
         "escalation_rate": round(float(np.mean([r["escalated"] for r in rows])), 3),
+        "hedge_rate": round(float(np.mean([r["hedged"] for r in rows])), 3),
+        "hedge_cost_usd_per_request": float(np.mean([r["hedge_cost_usd"] for r in rows])),
     }
     if truth is not None:
         right = [
@@ -117,20 +139,62 @@ def summarise(all_rows: list[dict[str, Any]], truth: list[int] | None) -> dict[s
 
 
 def measure(
-    engine: CascadeEngine, prompts: list[str], truth: list[int] | None
-) -> dict[str, dict[str, Any]]:
-    """The cascade and each model alone, interleaved per prompt so that a slow moment of
-    the machine hits every mode alike."""
-    modes = {"cascade_today": engine} | {
-        f"alone:{m.label}": engine.pinned(m.label) for m in engine.ladder
+    config: RouterConfig, prompts: list[str], truth: list[int] | None, warmup: list[str]
+) -> dict[str, Any]:
+    """Every mode, interleaved per prompt so that a slow moment of the machine hits every
+    mode alike, and the summary of the hedged cascade at the high weight."""
+    today = CascadeEngine(config)
+    modes = {"cascade_today": today} | {
+        f"hedge@{name}": CascadeEngine(config.replace(latency_weights=weights))
+        for name, weights in WEIGHTS.items()
     }
-    rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
-    for target in modes.values():  # connections, LiteLLM's first-call set-up: not measured
-        stream_one(target, prompts[0])
-    for prompt in prompts:
-        for mode, target in modes.items():
-            rows[mode].append(stream_one(target, prompt))
-    return {mode: summarise(r, truth) for mode, r in rows.items()}
+    modes |= {f"alone:{m.label}": today.pinned(m.label) for m in today.ladder}
+
+    async def run_all() -> dict[str, list[dict[str, Any]]]:
+        for target in modes.values():  # LiteLLM's set-up, the latency models: not measured
+            for prompt in warmup:
+                await stream_one(target, prompt)
+        rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for prompt in prompts:
+            for mode, target in modes.items():
+                rows[mode].append(await stream_one(target, prompt))
+        return rows
+
+    rows = asyncio.run(run_all())
+    summaries = {mode: summarise(r, truth) for mode, r in rows.items()}
+    big = f"alone:{today.ladder[-1].label}"
+    return {
+        **summary_against(summaries["hedge@high"], summaries[big], summaries),
+        "by_weight": {
+            name: summary_against(summaries[f"hedge@{name}"], summaries[big], summaries)
+            for name in WEIGHTS
+        },
+        "modes": summaries | {mode: {"skipped": why} for mode, why in NOT_BUILT.items()},
+    }
+
+
+def summary_against(
+    mode: dict[str, Any], big: dict[str, Any], summaries: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The issue's per-set-up summary: the hedged cascade (early commit is not built, so
+    hedging alone stands in for "both") against the big model alone."""
+    if "ttft_p50_s" not in mode or "ttft_p50_s" not in big:
+        return {"skipped": "a mode got no answers"}
+    today = summaries["cascade_today"]
+    cost = mode["cost_usd_per_request"]
+    return {
+        "mode": "hedged cascade (early commit not built)",
+        "ttft_ratio": round(mode["ttft_p50_s"] / big["ttft_p50_s"], 3),
+        "total_ratio": round(mode["total_p50_s"] / big["total_p50_s"], 3),
+        "accuracy": mode.get("accuracy"),
+        "accuracy_cascade_today": today.get("accuracy"),
+        "extra_cost_share": round(mode["hedge_cost_usd_per_request"] / cost, 4) if cost else 0.0,
+        "cost_ratio_vs_today": (
+            round(cost / today["cost_usd_per_request"], 3)
+            if today.get("cost_usd_per_request")
+            else None
+        ),
+    }
 
 
 def fake_setup(n_questions: int) -> dict[str, Any]:
@@ -147,15 +211,19 @@ def fake_setup(n_questions: int) -> dict[str, Any]:
             }
             for name in PAIR
         ]
-        engine = CascadeEngine(models=models, budget={"lambda": FAKE_LAMBDA}, num_retries=0)
-        modes = measure(engine, [q for q, _ in questions], [a for _, a in questions])
+        config = RouterConfig.from_dict(
+            {"models": models, "budget": {"lambda": FAKE_LAMBDA}, "num_retries": 0}
+        )
+        warmup = [question(1000 + i)[0] for i in range(WARMUP)]
+        measured = measure(config, [q for q, _ in questions], [a for _, a in questions], warmup)
     return {
         "models": {
             name: {"ttft_s": p.ttft_s, "tokens_per_s": p.tokens_per_s, "accuracy": p.accuracy}
             for name, p in PAIR.items()
         },
         "lambda": FAKE_LAMBDA,
-        "modes": modes,
+        "weights": WEIGHTS,
+        **measured,
     }
 
 
@@ -174,8 +242,9 @@ def local_setup() -> dict[str, Any]:
             spec.model_copy(update={"api_base": f"http://127.0.0.1:{port}/v1"})
             for spec in config.models
         ]
-        engine = CascadeEngine(config.model_copy(update={"models": models}))
-        return {"modes": measure(engine, list(LOCAL_PROMPTS), None)}
+        config = config.model_copy(update={"models": models})
+        warmup = ["Say hello.", "Name a fruit."][: max(1, WARMUP // 2)]
+        return {"weights": WEIGHTS, **measure(config, list(LOCAL_PROMPTS), None, warmup)}
     finally:
         local_server.stop()
 
@@ -204,6 +273,9 @@ def main() -> None:
             continue
         print(f"{name}:")
         for mode, s in setup["modes"].items():
+            if "skipped" in s:
+                print(f"  {mode:28} {s['skipped']}")
+                continue
             if "ttft_p50_s" not in s:
                 print(f"  {mode:28} no answers: {s['errors'][0]}")
                 continue

@@ -45,13 +45,29 @@ def test_benchmark_reports_every_mode_that_exists() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     fake = json.loads(done.stdout)["setups"]["fake"]
-    assert set(fake["modes"]) == {"cascade_today", "alone:fake-small", "alone:fake-large"}
-    for mode, summary in fake["modes"].items():
+    assert set(fake["modes"]) == {
+        "cascade_today",
+        "hedge@low",
+        "hedge@high",
+        "early_commit",
+        "both",
+        "alone:fake-small",
+        "alone:fake-large",
+    }
+    for key in ("ttft_ratio", "total_ratio", "accuracy", "accuracy_cascade_today"):
+        assert fake[key] > 0
+    assert 0 <= fake["extra_cost_share"] < 1
+    assert set(fake["by_weight"]) == {"low", "high"}
+    measured = {m: s for m, s in fake["modes"].items() if "skipped" not in s}
+    assert set(measured) == set(fake["modes"]) - {"early_commit", "both"}
+    for mode, summary in measured.items():
         assert summary["requests"] == 3
         assert 0 <= summary["ttft_p50_s"] <= summary["ttft_p95_s"]
         assert 0 <= summary["total_p50_s"] <= summary["total_p95_s"]
         assert summary["ttft_p50_s"] <= summary["total_p95_s"]
         assert 0 <= summary["accuracy"] <= 1 and summary["cost_usd_per_request"] > 0
+        if mode.startswith("alone:") or mode == "cascade_today":
+            assert summary["hedge_rate"] == 0 and summary["hedge_cost_usd_per_request"] == 0
         if mode.startswith("alone:"):
             assert summary["escalation_rate"] == 0
 
