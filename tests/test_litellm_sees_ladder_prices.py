@@ -116,3 +116,14 @@ def test_prices_are_not_counted_as_prompt_tokens() -> None:
         bare = {k: v for k, v in params.items() if not k.endswith("_cost_per_token")}
         model = engine.parts.ladder[0]
         assert model.count_input_tokens(params) == model.count_input_tokens(bare)
+
+
+def test_a_new_price_keeps_the_calibration_cache() -> None:
+    """Prices change what a call is accounted at, not what it answers."""
+    from cascade_core.calibrate.cache import request_key
+
+    asked = {"model": "openai/m", "messages": [{"role": "user", "content": "hi"}]}
+    priced = {**asked, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    repriced = {**asked, "input_cost_per_token": 5e-6, "output_cost_per_token": 9e-6}
+    assert request_key("m", asked) == request_key("m", priced) == request_key("m", repriced)
+    assert request_key("m", asked) != request_key("m", {**asked, "max_tokens": 3})
