@@ -105,25 +105,32 @@ def test_litellm_callbacks_see_the_cost_the_engine_bills(costs, driver) -> None:
     assert seen[-1] == pytest.approx(billed, rel=1e-9)
 
 
-def test_prices_are_not_counted_as_prompt_tokens() -> None:
-    """The price arguments travel with the request but are not content the provider bills."""
-    models = {"house-model-not-in-any-price-map": FakeModel(tokens=(" ok",))}
-    with FakeOpenAIServer(models) as server:
-        engine = _engine(server)
-        run = engine.start([{"role": "user", "content": "hi"}], max_tokens=4)
-        params = run.base_params[0]
-        assert params["input_cost_per_token"] == 3e-6
-        bare = {k: v for k, v in params.items() if not k.endswith("_cost_per_token")}
-        model = engine.parts.ladder[0]
-        assert model.count_input_tokens(params) == model.count_input_tokens(bare)
+def test_a_model_litellm_already_prices_keeps_its_price() -> None:
+    """The price map is process-wide: a ladder's price never overrides a listed one."""
+    listed = litellm.get_model_info("gpt-4o-mini")["input_cost_per_token"]
+    CascadeEngine(
+        models=[
+            {
+                "name": "mini",
+                "model": "gpt-4o-mini",
+                "input_cost_per_token": 123.0,
+                "output_cost_per_token": 456.0,
+            }
+        ],
+        num_retries=0,
+    )
+    assert litellm.get_model_info("gpt-4o-mini")["input_cost_per_token"] == listed
 
 
-def test_a_new_price_keeps_the_calibration_cache() -> None:
-    """Prices change what a call is accounted at, not what it answers."""
-    from cascade_core.calibrate.cache import request_key
+def test_a_ladder_price_is_never_inherited_by_another_ladder() -> None:
+    """A model priced by one ladder is still unknown to the next ladder that gives no price,
+    and a new price for it replaces the old one in LiteLLM's accounting."""
+    from cascade_core.errors import InvalidInputError
 
-    asked = {"model": "openai/m", "messages": [{"role": "user", "content": "hi"}]}
-    priced = {**asked, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
-    repriced = {**asked, "input_cost_per_token": 5e-6, "output_cost_per_token": 9e-6}
-    assert request_key("m", asked) == request_key("m", priced) == request_key("m", repriced)
-    assert request_key("m", asked) != request_key("m", {**asked, "max_tokens": 3})
+    rung = {"name": "own", "model": "openai/own-model-priced-by-a-ladder", "api_base": "http://x"}
+    CascadeEngine(models=[{**rung, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}])
+    with pytest.raises(InvalidInputError, match="no price"):
+        CascadeEngine(models=[rung])
+    CascadeEngine(models=[{**rung, "input_cost_per_token": 5e-6, "output_cost_per_token": 6e-6}])
+    info = litellm.get_model_info("openai/own-model-priced-by-a-ladder")
+    assert (info["input_cost_per_token"], info["output_cost_per_token"]) == (5e-6, 6e-6)

@@ -26,18 +26,8 @@ from typing import Any
 from cascade_core.errors import InvalidInputError
 from cascade_core.file_lock import lock_for_run
 
-# Keyword arguments that change how a call is made or accounted, not what it answers: a new
-# price in the ladder keeps the answers already paid for.
-_TRANSPORT_ONLY = frozenset(
-    {
-        "api_key",
-        "timeout",
-        "num_retries",
-        "max_retries",
-        "input_cost_per_token",
-        "output_cost_per_token",
-    }
-)
+# Keyword arguments that change how a call is made but not what it answers.
+_TRANSPORT_ONLY = frozenset({"api_key", "timeout", "num_retries", "max_retries"})
 
 
 def request_key(label: str, kwargs: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ assumed that nobody stated.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,7 @@ class LadderModel:
 
     @classmethod
     def resolve(cls, index: int, spec: ModelSpec) -> LadderModel:
-        info = _model_info(spec.model)
+        info = {} if spec.model in _PRICED_BY_LADDERS else _model_info(spec.model)
         input_price = spec.input_cost_per_token
         output_price = spec.output_cost_per_token
         if input_price is None:
@@ -190,7 +191,59 @@ def resolve_ladder(specs: Sequence[ModelSpec]) -> tuple[LadderModel, ...]:
     off (they would corrupt a CLI's JSON output and cannot be scrubbed)."""
     protect_logs(spec.api_key_env for spec in specs)
     litellm.suppress_debug_info = True
-    return tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(specs))
+    ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(specs))
+    _price_unmapped_models(ladder)
+    return ladder
+
+
+def _price_unmapped_models(ladder: Sequence[LadderModel]) -> None:
+    """Tell LiteLLM the ladder's prices of the models its price map does not know
+    (self-hosted ones), once per process, so that LiteLLM's callbacks and spend logs price
+    their calls as the engine bills them instead of as free.
+
+    Once, not per call: LiteLLM's per-call custom pricing re-registers the model and rebuilds
+    its price-map index on every call. Models LiteLLM already prices are left alone, because
+    the map is process-wide and other code may call them.
+    """
+    entries = {}
+    for model in ladder:
+        name = model.spec.model
+        prices = (model.input_cost_per_token, model.output_cost_per_token)
+        if model.spec.input_cost_per_token is None or _PRICED_BY_LADDERS.get(name) == prices:
+            continue
+        if name not in _PRICED_BY_LADDERS and _model_info(name):
+            continue
+        try:
+            provider = litellm.get_llm_provider(model.spec.model)[1]
+        except Exception:  # LiteLLM raises bare exceptions for names it cannot place
+            continue
+        entries[model.spec.model] = {
+            "litellm_provider": provider,
+            "mode": "chat",
+            "input_cost_per_token": model.input_cost_per_token,
+            "output_cost_per_token": model.output_cost_per_token,
+        }
+    if entries:
+        # LiteLLM warns that a registered model is not in its built-in map: that is the
+        # point here, and the warning would break a CLI's one-line output.
+        litellm_logger = logging.getLogger("LiteLLM")
+        level = litellm_logger.level
+        litellm_logger.setLevel(logging.ERROR)
+        try:
+            litellm.register_model(entries)
+        finally:
+            litellm_logger.setLevel(level)
+        for name, entry in entries.items():
+            _PRICED_BY_LADDERS[name] = (
+                entry["input_cost_per_token"],
+                entry["output_cost_per_token"],
+            )
+
+
+# Models whose LiteLLM price a ladder gave (name -> input, output price per token): they
+# still count as unknown to LiteLLM, so a later ladder that names one without a price is
+# refused as before instead of inheriting another ladder's price.
+_PRICED_BY_LADDERS: dict[str, tuple[float, float]] = {}
 
 
 def _model_info(model: str) -> dict[str, Any]:

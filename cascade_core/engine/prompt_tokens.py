@@ -61,8 +61,6 @@ UNBILLED_FIELDS = frozenset(
         "user",
         "parallel_tool_calls",
         "drop_params",
-        "input_cost_per_token",
-        "output_cost_per_token",
     }
 )
 

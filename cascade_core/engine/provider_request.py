@@ -46,12 +46,6 @@ def provider_kwargs(
     }
     if model.spec.api_base:
         params["api_base"] = model.spec.api_base
-    if model.spec.input_cost_per_token is not None:
-        # The ladder's own prices, so LiteLLM prices the call as the engine bills it, for
-        # every callback that reads LiteLLM's cost (and spares LiteLLM its zero-cost
-        # diagnosis of a model its price map does not know).
-        params["input_cost_per_token"] = model.input_cost_per_token
-        params["output_cost_per_token"] = model.output_cost_per_token
     for name in FORWARDED_PARAMS:
         if request.get(name) is not None:
             params[name] = request[name]
