@@ -44,7 +44,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_latency_provider import PAIR, FakeLatencyProvider, question  # noqa: E402
+from fake_latency_provider import (  # noqa: E402
+    PAIR,
+    FakeLatencyProvider,
+    ladder_models,
+    question,
+)
 
 from cascade_core.engine import CascadeEngine, Finished, RouterConfig, TextDelta  # noqa: E402
 from cascade_core.errors import CascadeError  # noqa: E402
@@ -200,17 +205,7 @@ def summary_against(
 def fake_setup(n_questions: int) -> dict[str, Any]:
     questions = [question(i) for i in range(n_questions)]
     with FakeLatencyProvider() as provider:
-        models = [
-            {
-                "name": name,
-                "model": f"openai/{name}",
-                "api_base": provider.base_url,
-                "input_cost_per_token": PRICES[name][0],
-                "output_cost_per_token": PRICES[name][1],
-                "supports_logprobs": True,
-            }
-            for name in PAIR
-        ]
+        models = ladder_models(provider, {name: PRICES[name] for name in PAIR})
         config = RouterConfig.from_dict(
             {"models": models, "budget": {"lambda": FAKE_LAMBDA}, "num_retries": 0}
         )

@@ -161,6 +161,24 @@ class FakeLatencyProvider(FakeOpenAIServer):
         return response
 
 
+def ladder_models(
+    provider: FakeLatencyProvider, prices: dict[str, tuple[float, float]]
+) -> list[dict[str, Any]]:
+    """Ladder entries for the FAKE models named in ``prices`` (input, output USD per token),
+    in that order, served by ``provider``."""
+    return [
+        {
+            "name": name,
+            "model": f"openai/{name}",
+            "api_base": provider.base_url,
+            "input_cost_per_token": input_price,
+            "output_cost_per_token": output_price,
+            "supports_logprobs": True,
+        }
+        for name, (input_price, output_price) in prices.items()
+    ]
+
+
 def _item(token: str, logprob: float) -> dict[str, Any]:
     return {
         "token": token,

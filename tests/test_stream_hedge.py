@@ -14,7 +14,7 @@ from typing import Any
 
 import litellm
 import pytest
-from fake_latency_provider import FakeLatencyProvider, LatencyProfile, question
+from fake_latency_provider import FakeLatencyProvider, LatencyProfile, ladder_models, question
 
 from cascade_core.engine import CascadeEngine, CascadeResult, Finished, TextDelta
 
@@ -30,17 +30,7 @@ WEIGHTS = {"ttft_usd_per_s": 1e-3, "total_usd_per_s": 1e-3}
 
 
 def _engine(provider: FakeLatencyProvider, **settings: Any) -> CascadeEngine:
-    models = [
-        {
-            "name": name,
-            "model": f"openai/{name}",
-            "api_base": provider.base_url,
-            "input_cost_per_token": PRICES[name][0],
-            "output_cost_per_token": PRICES[name][1],
-            "supports_logprobs": True,
-        }
-        for name in ("small", "big")
-    ]
+    models = ladder_models(provider, PRICES)
     # A threshold cascade always tries the small model first and escalates below 0.7:
     # ex ante (prior 0.5 +- 0.2) that is likely, so the big model is worth hedging.
     settings = {"strategy": {"name": "threshold_cascade", "threshold": 0.7}, **settings}
