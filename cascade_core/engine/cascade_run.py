@@ -5,6 +5,10 @@ awaiting, streaming), and reports back with ``record_answer`` / ``record_failure
 ``record_aborted``; ``result()`` then gives the accepted answer and the trace. All per-request
 state lives here, never on the engine, so one engine serves concurrent requests safely.
 
+With a verifier (`cascade_core.engine.verifier`), a usable answer that needs one is verified
+before the run moves on: the verification is a call like the others (``ModelCall.verifies``),
+capped, billed and traced, and its P(yes) replaces that answer's judgement.
+
 A request of a session starts from the session's snapshot (loaded by the driver) and ends
 with ``session_update()`` (saved by the driver); in between, the session's policy constrains
 the run through the strategy contract (`SessionTurn`), each model gets the history converted
@@ -32,6 +36,7 @@ from cascade_core.engine.provider_request import provider_kwargs
 from cascade_core.engine.redaction import redact, secrets_from_env
 from cascade_core.engine.session_turn import SessionTurn, asks_cache_write
 from cascade_core.engine.trace import CascadeResult, CascadeTrace, ModelRun, RunStatus
+from cascade_core.engine.verifier import VERDICT_TOKENS, Verifier, p_yes
 from cascade_core.errors import AllModelsFailedError, CascadeStreamError
 from cascade_core.estimates import QueryEstimates
 from cascade_core.latency import (
@@ -68,6 +73,8 @@ class RouterParts:
     latency_weights: LatencyWeights = NO_LATENCY_PRICE
     # Whether an async stream may start the next model alongside a draft (`plan_hedge`)
     hedge: bool = True
+    # Asked whether answers are correct (None: no verification)
+    verifier: Verifier | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,10 @@ class ModelCall:
     latency: ModelLatency | None = None
     # Started alongside a draft (`CascadeRun.plan_hedge`) rather than after it
     hedge: bool = False
+    # A verification of the answer of this ladder index (``model`` is the verifier), and
+    # the input tokens of its prompt (a rung's are the run's ``input_tokens``)
+    verifies: int | None = None
+    input_tokens: int | None = None
 
     @property
     def max_output_tokens(self) -> int | None:
@@ -212,6 +223,25 @@ class CascadeRun:
                     for m, usd, priced in zip(ladder, self.cost, self.decision_cost, strict=True)
                 )
             )
+        # A model whose answer will probably be verified costs its verification too.
+        self.verification_cost = (
+            np.zeros(len(ladder))
+            if parts.verifier is None
+            else parts.verifier.expected_costs(
+                ladder, request, num_retries=parts.num_retries, timeout_s=parts.timeout_s
+            )
+        )
+        if self.verification_cost.any():
+            self.decision_cost = self.decision_cost + self.verification_cost
+            self.trace.decisions.append(
+                "verification expected: "
+                + ", ".join(
+                    f"{m.label} +{usd:.3g} USD"
+                    for m, usd in zip(ladder, self.verification_cost, strict=True)
+                    if usd > 0
+                )
+            )
+        self._to_verify: int | None = None  # an answer to verify before anything else runs
         # A hedge in flight (`plan_hedge`) and the worst case the cost caps hold for it.
         self._hedge: ModelCall | None = None
         self._hedge_reserved = 0.0
@@ -248,6 +278,11 @@ class CascadeRun:
             if self.halted is not None:
                 self.trace.stop_reason = self.halted
                 return None
+            if self._to_verify is not None:
+                verification = self._prepare_verification(self._to_verify)
+                self._to_verify = None
+                if verification is not None:
+                    return verification
             if self._exclusive is not None and self._exclusive in self.judgements:
                 label = self.parts.ladder[self._exclusive].label
                 if self._exclusive in self.answers:
@@ -334,6 +369,51 @@ class CascadeRun:
             return replace(call, hedge=True, latency=hedge.latency)
         return call
 
+    def _prepare_verification(self, index: int) -> ModelCall | None:
+        """The verification of ``index``'s answer, or None (with a note) when it cannot run:
+        its prompt exceeds the verifier's window, or a cost cap cannot afford one token."""
+        verifier = self.parts.verifier
+        assert verifier is not None
+        draft = self.parts.ladder[index].label
+        model = verifier.model
+        params = verifier.call_params(
+            self.request,
+            self.answers[index],
+            num_retries=self.parts.num_retries,
+            timeout_s=self.parts.timeout_s,
+        )
+        tokens_in = model.count_input_tokens(params)
+        kept = f"{draft}'s own judgement stays"
+        if model.context_window is not None and tokens_in > model.context_window:
+            self.trace.decisions.append(
+                f"verification of {draft} skipped: its prompt of {tokens_in} tokens exceeds "
+                f"{model.label}'s context window {model.context_window}; {kept}"
+            )
+            return None
+        allowance, binding = self._allowance()
+        reservation = None
+        if allowance is not None:
+            affordable = model.affordable_output_tokens(tokens_in, allowance)
+            if affordable < 1:
+                self.trace.decisions.append(
+                    f"verification of {draft} skipped: {binding} leaves no room; {kept}"
+                )
+                return None
+            params["max_tokens"] = min(VERDICT_TOKENS, affordable)
+            if self.session is not None and self.session.cap_usd is not None:
+                reservation = model.worst_case_cost(tokens_in, int(params["max_tokens"]))
+        self.trace.decisions.append(f"verify {draft}'s answer with {model.label}")
+        return ModelCall(
+            model=model,
+            params=params,
+            final=False,
+            estimated_cost=model.expected_cost(tokens_in, VERDICT_TOKENS),
+            allowance_usd=allowance,
+            reservation_usd=reservation,
+            verifies=index,
+            input_tokens=tokens_in,
+        )
+
     def _allowance(self) -> tuple[float | None, str]:
         """USD left for the next call under the binding cap, and that cap's description."""
         cap = self.parts.max_cost_usd
@@ -351,7 +431,13 @@ class CascadeRun:
         ``max_tokens``, another model, or stop); a model refused repeatedly is skipped."""
         assert self.session is not None
         give_up = self.session.refused(call.model.index, committed_usd, self.spent)
-        if give_up:
+        if call.verifies is not None:
+            self.trace.decisions.append(
+                f"verification of {self.parts.ladder[call.verifies].label} skipped: "
+                f"{self.session.describe_cap(self.spent)}: other requests of this session "
+                "hold the rest of the budget"
+            )
+        elif give_up:
             self._skip(
                 call.model,
                 f"{self.session.describe_cap(self.spent)}: other requests of this session "
@@ -410,6 +496,9 @@ class CascadeRun:
         returned, and a call that broke the cost cap stops the cascade. ``cache`` is the
         usage's prompt-cache counts (what was billed at the cache prices); ``latency_s`` is
         the whole call and ``ttft_s`` a streamed call's first token."""
+        if call.verifies is not None:
+            self._record_verdict(call, answer, latency_s, cache)
+            return
         paid = self._pay(call, answer, latency_s, cache)
         paid.update(self._timing(call, latency_s, ttft_s, streamed, paid, complete=True))
         problem = message_signals(answer.message(), answer.finish_reason).unusable_reason
@@ -428,6 +517,52 @@ class CascadeRun:
             features=judgement.features,
             **paid,
         )
+        verifier = self.parts.verifier
+        if (
+            problem is None
+            and not call.final
+            and verifier is not None
+            and verifier.needs(call.model, answer)
+        ):
+            self._to_verify = call.model.index
+
+    def _record_verdict(
+        self, call: ModelCall, verdict: ModelAnswer, latency_s: float, cache: CacheUsage | None
+    ) -> None:
+        """A verification returned: pay it, trace it, and re-judge the verified answer with
+        its P(yes) (a verdict without a yes/no word leaves the judgement as it was)."""
+        assert call.verifies is not None
+        paid = self._pay(call, verdict, latency_s, cache)
+        paid.update(self._timing(call, latency_s, None, False, paid, complete=True))
+        draft = self.parts.ladder[call.verifies]
+        probability = p_yes(verdict)
+        judgement = self.judgements[call.verifies]
+        if probability is None:
+            reason = f"no yes/no verdict on {draft.label}'s answer; its own judgement stays"
+        else:
+            judgement = self.parts.estimator.verified(
+                call.verifies, judgement, probability, self.request
+            )
+            self.judgements[call.verifies] = judgement
+            reason = f"verified {draft.label}'s answer: P(yes) = {probability:.3g}"
+            for run in reversed(self.trace.runs):
+                if run.index == draft.index and run.status == "ok":
+                    run.post_hoc_quality = judgement.quality
+                    run.quality_basis = judgement.basis
+                    run.features = judgement.features
+                    break
+        self.trace.runs.append(
+            ModelRun(
+                model=call.model.label,
+                index=call.model.index,
+                status="ok",
+                reason=reason,
+                ex_ante_quality=None,
+                verifies=draft.label,
+                features={} if probability is None else {"p_yes": probability},
+                **paid,
+            )
+        )
 
     def _pay(
         self, call: ModelCall, answer: ModelAnswer, latency_s: float, cache: CacheUsage | None
@@ -439,7 +574,9 @@ class CascadeRun:
         prompt_tokens, completion_tokens = self._billed_tokens(call, answer)
         cost = model.actual_cost(prompt_tokens, completion_tokens, cache)
         self.spent += cost
-        self.billed.append(model.index)
+        rung = call.verifies is None  # a verifier's prompt is no rung's cached prefix
+        if rung:
+            self.billed.append(model.index)
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -448,7 +585,7 @@ class CascadeRun:
             "cap_overrun": self._overrun(call, cost, completion_tokens),
             "cached_tokens": cache.read,
             "cache_write_tokens": cache.written,
-            "expected_cached_tokens": int(self.expected_cached[model.index]),
+            "expected_cached_tokens": int(self.expected_cached[model.index]) if rung else 0,
             "hedged": call.hedge,
         }
 
@@ -470,7 +607,7 @@ class CascadeRun:
             if call.latency is not None
             else None
         )
-        if self.parts.latency is not None and paid is not None:
+        if self.parts.latency is not None and paid is not None and call.verifies is None:
             self.parts.latency.observe(
                 call.model.label,
                 ttft_s=ttft_s if streamed else None,
@@ -521,7 +658,10 @@ class CascadeRun:
         whole answer without logprobs), the re-count passes it by more than the margin."""
         prompt = answer.prompt_tokens
         if prompt is None:
-            prompt = math.ceil(self.input_tokens[call.model.index] * INPUT_TOKEN_MARGIN)
+            counted = call.input_tokens
+            if counted is None:
+                counted = self.input_tokens[call.model.index]
+            prompt = math.ceil(counted * INPUT_TOKEN_MARGIN)
         observed = answer.observed_tokens
         limit = call.max_output_tokens
         completion = answer.completion_tokens
@@ -576,7 +716,26 @@ class CascadeRun:
         traced but not learned from: a failure says nothing of the model's speed)."""
         if self._hedge is call:
             self._hedge, self._hedge_reserved = None, 0.0
-        secrets = secrets_from_env(m.spec.api_key_env for m in self.parts.ladder)
+        models = [*self.parts.ladder, *([call.model] if call.verifies is not None else [])]
+        secrets = secrets_from_env(m.spec.api_key_env for m in models)
+        error_text = redact(f"{type(error).__name__}: {error}", secrets)[:500]
+        if call.verifies is not None:  # the verified answer loses nothing: its judgement stays
+            draft = self.parts.ladder[call.verifies].label
+            self.trace.runs.append(
+                ModelRun(
+                    model=call.model.label,
+                    index=call.model.index,
+                    status="failed",
+                    reason=f"verification failed after LiteLLM's retries; {draft}'s own "
+                    "judgement stays",
+                    ex_ante_quality=None,
+                    verifies=draft,
+                    estimated_cost_usd=call.estimated_cost,
+                    **self._timing(call, latency_s, ttft_s, streamed, None, complete=False),
+                    error=error_text,
+                )
+            )
+            return
         self._log(
             call.model,
             Judgement(0.0, "failed"),
@@ -586,7 +745,7 @@ class CascadeRun:
             estimated_cost_usd=call.estimated_cost,
             hedged=call.hedge,
             **self._timing(call, latency_s, ttft_s, streamed, None, complete=False),
-            error=redact(f"{type(error).__name__}: {error}", secrets)[:500],
+            error=error_text,
         )
 
     def record_aborted(
@@ -623,6 +782,9 @@ class CascadeRun:
         max_tokens = call.params.get("max_tokens")
         if not self.parts.early_abort or call.final or max_tokens is None or n_tokens == 0:
             return False
+        verifier = self.parts.verifier
+        if verifier is not None and verifier.expects(call.model, self.request):
+            return False  # its verdict, not its logprobs, may decide: nothing is certain yet
         best_case = self.parts.estimator.optimistic_quality(lp_sum, max_tokens)
         if best_case is None:
             return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -250,6 +251,81 @@ class SessionSpec(_Strict):
         return self
 
 
+DEFAULT_VERIFIER_PROMPT = (
+    "Is the proposed answer to the question below correct? Reply with one word: Yes or No.\n\n"
+    "Question:\n{question}\n\nProposed answer:\n{answer}\n\nIs the proposed answer correct?"
+)
+# The placeholders a verifier prompt must hold, each filled once per verification.
+VERIFIER_PLACEHOLDERS = frozenset({"question", "answer"})
+
+
+class VerifierSpec(_Strict):
+    """An extra call that asks a model whether an answer is correct and reads P(yes) from
+    its first token's logprobs (`cascade_core.engine.verifier`): a post-hoc signal for
+    answers that carry none of their own (providers without logprobs, tool-call arguments)."""
+
+    model: ModelSpec = Field(
+        description="the verifier model; it must return logprobs (supports_logprobs)"
+    )
+    verify: Literal["no_logprobs", "always"] = Field(
+        "no_logprobs",
+        description="no_logprobs: verify answers without token logprobs (models that return "
+        "none, tool calls); always: every non-final answer of the covered models",
+    )
+    models: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="ladder labels whose answers are verified; default: every model"
+    )
+    prompt: str = Field(
+        DEFAULT_VERIFIER_PROMPT,
+        min_length=1,
+        description="the verifier's user message; {question} and {answer} are filled in",
+    )
+    max_answer_chars: Count = Field(
+        4000, description="longer answers are cut to this many characters in the prompt"
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError:
+            raise ValueError(
+                "unbalanced brace: write a literal { or } as {{ or }} (the placeholders are "
+                "{question} and {answer})"
+            ) from None
+        if any(spec or conversion for _, _, spec, conversion in parsed):
+            raise ValueError(
+                "write the placeholders plainly as {question} and {answer}, without a "
+                "conversion (!r) or format (:...)"
+            )
+        named = {name for _, name, _, _ in parsed if name is not None}
+        other = sorted(named - VERIFIER_PLACEHOLDERS)
+        if other:
+            shown = ", ".join("{" + mask_keys(name)[:40] + "}" for name in other)
+            raise ValueError(
+                f"unknown placeholder(s) {shown}: only {{question}} and {{answer}} are "
+                "filled in (write a literal brace as {{ or }})"
+            )
+        missing = sorted(VERIFIER_PLACEHOLDERS - named)
+        if missing:
+            raise ValueError(
+                "must contain "
+                + " and ".join("{" + m + "}" for m in missing)
+                + " (where the question and the answer to verify go)"
+            )
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            repeated = sorted({label for label in value if value.count(label) > 1})
+            if repeated:
+                raise ValueError(f"repeated labels {repeated}: name each model once")
+        return value
+
+
 class RouterConfig(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
@@ -276,6 +352,11 @@ class RouterConfig(_Strict):
         description="async streams: start the next model alongside a draft when the latency "
         "weights say the time saved is worth the expected extra cost (never with zero weights)",
     )
+    verifier: VerifierSpec | None = Field(
+        None,
+        description="optional verification call: a model asked whether an answer is correct "
+        "(README: Configuration, verifier); its cost counts in every estimate and cap",
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> RouterConfig:
@@ -283,6 +364,14 @@ class RouterConfig(_Strict):
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {duplicates}")
+        covered = self.verifier.models if self.verifier is not None else None
+        unknown = sorted(set(covered or ()) - set(labels))
+        if unknown:
+            shown = [mask_keys(label)[:40] for label in unknown]
+            raise ValueError(
+                f"verifier.models: {shown} not in the ladder {labels}; use the models' "
+                "names (or model ids when unnamed)"
+            )
         return self
 
     @classmethod

@@ -32,6 +32,7 @@ from cascade_core.engine.lambda_choice import configured_strategy
 from cascade_core.engine.request import build_request
 from cascade_core.engine.session_link import NO_SESSION, SessionLink, build_store, hold_seconds
 from cascade_core.engine.trace import CascadeResult
+from cascade_core.engine.verifier import Verifier
 from cascade_core.errors import CascadeStreamError, InvalidInputError
 from cascade_core.estimators.profile import read_profile_document
 from cascade_core.latency import LatencyModel, ModelLatency, averages_from_section
@@ -85,13 +86,14 @@ class CascadeEngine:
             raise InvalidInputError("give either a RouterConfig or keyword settings, not both")
         self.config = config
         ladder = resolve_ladder(config.models)
+        verifier = None if config.verifier is None else Verifier.resolve(config.verifier, ladder)
         budget = config.budget
         strategy = configured_strategy(config)
         self.parts = RouterParts(
             ladder=ladder,
             strategy=strategy,
             estimator=(
-                ProfileEstimator.load(config.profile, ladder)
+                ProfileEstimator.load(config.profile, ladder, verifier=verifier is not None)
                 if config.profile is not None
                 else DefaultEstimator.for_ladder(ladder, config.prior_std)
             ),
@@ -105,6 +107,7 @@ class CascadeEngine:
             latency=LatencyModel([m.label for m in ladder], start=_stored_latency(config, ladder)),
             latency_weights=config.latency_weights,
             hedge=config.hedge,
+            verifier=verifier,
         )
         self.ladder: tuple[LadderModel, ...] = ladder
         self.strategy: Strategy = strategy
@@ -166,6 +169,7 @@ class CascadeEngine:
                     max_cost_usd_per_session=budget.max_cost_usd_per_session,
                 ),
                 "profile": None,
+                "verifier": None,  # a lone model's answer is final: nothing to verify
             }
         )
         return CascadeEngine(one, session_store=self.sessions)
@@ -230,7 +234,8 @@ class CascadeEngine:
     def stream(
         self, messages: list[dict[str, Any]], session_id: str | None = None, **params: Any
     ) -> Iterator[StreamEvent]:
-        """Only the accepted answer streams; drafts are buffered (or aborted when hopeless).
+        """Only the accepted answer streams; drafts are buffered (or aborted when hopeless),
+        and so is a draft awaiting its verification, which is made whole (never streamed).
 
         This driver runs one provider stream at a time, so it never hedges: a hedge needs a
         second stream read concurrently and closed from outside, which `astream` does on
@@ -243,6 +248,9 @@ class CascadeEngine:
             while (call := run.next_call()) is not None:
                 with link.holding(run, call) as held:
                     if not held:
+                        continue
+                    if call.verifies is not None:  # a verification is made whole
+                        _Whole(run, call).settle(_complete(call))
                         continue
                     draft = _Draft(run, call, sent)
                     try:
@@ -270,11 +278,14 @@ class CascadeEngine:
         try:
             async with link.asaving(run) as outcome:
                 while (call := run.next_call()) is not None:
-                    if hedge is not None and not call.hedge:
+                    if hedge is not None and not call.hedge and call.verifies is None:
                         await hedge.cancel(run, f"cancelled: {call.model.label} runs instead")
                         hedge = None
                     async with link.aholding(run, call) as held:
                         if not held:
+                            continue
+                        if call.verifies is not None:  # made whole; a hedge keeps streaming
+                            _Whole(run, call).settle(await _acomplete(call))
                             continue
                         source, hedge = (hedge, None) if call.hedge else (None, hedge)
                         started = source.started if source is not None else None

@@ -9,7 +9,10 @@ one answer is:
 * how it ended (`message_signals`: truncated, refused, empty);
 * for tool calls, whether each call would execute (`check_tool_calls`): the tool exists, the
   arguments parse and validate, ``tool_choice`` is respected. Providers return no logprobs for
-  tool-call arguments, so this is the only post-hoc signal such an answer has.
+  tool-call arguments, so without a verifier this is the only post-hoc signal such an answer
+  has;
+* once a verifier judged it (`cascade_core.engine.verifier`), log P(yes): the answer's
+  ``confidence_logprob``, as the cascade logs record P(True).
 
 Unusable answers (empty, refused, filtered) never get here: `CascadeRun.record_answer` sets
 them aside first, so no estimator can score them above 0.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cascade_core.engine.answers import ModelAnswer
+from cascade_core.estimators.features import confidence_signal, posthoc_from_confidence
 from cascade_core.signals import (
     LogprobFeatures,
     ResponseSignals,
@@ -39,6 +43,7 @@ class AnswerEvidence:
     features: LogprobFeatures | None
     finish: ResponseSignals
     tool_calls: ToolCallSignals | None  # None when the answer makes no tool call
+    verdict_logprob: float | None = None  # log P(yes) of a verifier; None: not verified
 
     @property
     def tool_call_score(self) -> float | None:
@@ -57,8 +62,21 @@ class AnswerEvidence:
         return quality if score is None else quality * score
 
     def posthoc(self) -> dict[str, float]:
-        """The logprob features by name (empty when the answer came without logprobs)."""
-        return {} if self.features is None else self.features.as_dict()
+        """The logprob features by name (none when the answer came without logprobs), and
+        the verdict's confidence features once a verifier judged the answer."""
+        values = {} if self.features is None else self.features.as_dict()
+        if self.verdict_logprob is not None:
+            values.update(posthoc_from_confidence(self.verdict_logprob))
+        return values
+
+    def profile_signals(self) -> dict[str, float]:
+        """Every post-hoc value a fitted profile may read, by feature name: the logprob
+        features, and the confidence features of ``confidence_logprob`` derived as the replay
+        derives it (`confidence_signal`: the verdict, else the answer's log-probability)."""
+        values = {} if self.features is None else self.features.as_dict()
+        answer_logprob = None if self.features is None else self.features.lp_sum
+        confidence = confidence_signal(self.verdict_logprob, answer_logprob)
+        return {**values, **posthoc_from_confidence(confidence)}
 
     def flags(self) -> dict[str, float]:
         """The finish-state and tool-call signals, for the trace."""

@@ -18,13 +18,16 @@ is configured:
   decides this before any estimator sees the answer, so a profile cannot score them).
 * post-hoc, text without logprobs: nothing is learnt; the ex-ante estimate and its uncertainty
   stay. Logprobs are never invented.
+* post-hoc, a verified answer (`cascade_core.engine.verifier`): the verifier's P(yes) in
+  place of the logprob confidence, discounted by tool-call validity like any estimate; a
+  fitted profile re-predicts with log P(yes) as the answer's ``confidence_logprob``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from cascade_core.engine.ladder import LadderModel
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import QueryEstimates, Uncertainty
 from cascade_core.estimators import LogisticQualityEstimator, QueryObservation, load_profile
+from cascade_core.estimators.features import COMBINED_SOURCE
 
 DEFAULT_PRIOR_RANGE = (0.5, 0.8)
 
@@ -97,6 +101,21 @@ class DefaultEstimator:
             quality, "mean token logprob", {**evidence.posthoc(), **flags}, answer.content, evidence
         )
 
+    def verified(
+        self, model: int, judgement: Judgement, p_yes: float, request: Mapping[str, Any]
+    ) -> Judgement:
+        """The judgement of an answer a verifier found correct with probability ``p_yes``:
+        that probability as the answer's quality, weighed by its evidence as the mean token
+        probability is (tool calls that would not execute discount it)."""
+        evidence = _with_verdict(judgement, p_yes)
+        return Judgement(
+            evidence.weigh(p_yes),
+            "verifier P(yes)",
+            {**evidence.posthoc(), **evidence.flags()},
+            judgement.answer,
+            evidence,
+        )
+
     def optimistic_quality(self, lp_sum: float, max_tokens: int) -> float:
         """The best post-hoc quality a partial draft can still reach: every remaining token
         certain (logprob 0), the answer as long as allowed. Used to abort hopeless drafts."""
@@ -133,7 +152,11 @@ class ProfileEstimator:
     fitted: LogisticQualityEstimator
 
     @classmethod
-    def load(cls, path: str | Path, ladder: Sequence[LadderModel]) -> ProfileEstimator:
+    def load(
+        cls, path: str | Path, ladder: Sequence[LadderModel], *, verifier: bool = False
+    ) -> ProfileEstimator:
+        """``verifier``: the engine has a verifier, whose P(yes) is the profile's confidence
+        signal; a profile must read exactly the signals the engine measures."""
         fitted = load_profile(path)
         labels = [m.label for m in ladder]
         if list(fitted.spec.model_names) != labels:
@@ -141,10 +164,18 @@ class ProfileEstimator:
                 f"profile {path}: fitted for models {list(fitted.spec.model_names)}, but the "
                 f"ladder is {labels}; refit the profile for this ladder (same names, same order)"
             )
-        if fitted.spec.posthoc_source != "logprobs":
+        source = fitted.spec.posthoc_source
+        if verifier and source not in ("confidence", COMBINED_SOURCE):
             raise InvalidInputError(
-                f"profile {path}: fitted on {fitted.spec.posthoc_source!r} signals; the live "
-                "engine measures token logprobs, so fit the profile on logprob features"
+                f"profile {path}: fitted on {source!r} signals, without the verifier's "
+                "P(yes), so verification would be paid for and never read; rerun calibrate "
+                "with this verifier in the config (or remove verifier)"
+            )
+        if not verifier and source != "logprobs":
+            raise InvalidInputError(
+                f"profile {path}: fitted on {source!r} signals; without a verifier the live "
+                "engine measures token logprobs only, so fit the profile on logprob features "
+                "(or configure the verifier it was calibrated with)"
             )
         return cls(fitted)
 
@@ -156,7 +187,7 @@ class ProfileEstimator:
         return QueryObservation(
             prompt=prompt_text(request),
             task=str(request.get("task") or ""),
-            posthoc={m: e.posthoc() for m, e in evidence.items()},
+            posthoc={m: e.profile_signals() for m, e in evidence.items()},
             answers={m: e.text for m, e in evidence.items()},
         )
 
@@ -180,6 +211,23 @@ class ProfileEstimator:
             evidence,
         )
 
+    def verified(
+        self, model: int, judgement: Judgement, p_yes: float, request: Mapping[str, Any]
+    ) -> Judgement:
+        """The profile's estimate of ``model`` alone, re-predicted with the verdict's log
+        P(yes) as the answer's ``confidence_logprob`` (what calibrate fitted it on)."""
+        evidence = _with_verdict(judgement, p_yes)
+        quality, _ = self.fitted.predict_one(
+            self._observation(request, {model: evidence}), (model,)
+        )
+        return Judgement(
+            evidence.weigh(float(quality[model])),
+            "fitted profile, verifier P(yes)",
+            {**evidence.posthoc(), **evidence.flags()},
+            judgement.answer,
+            evidence,
+        )
+
     def optimistic_quality(self, lp_sum: float, max_tokens: int) -> float | None:
         """No bound is known for a fitted regression, so drafts are never aborted early."""
         return None
@@ -200,6 +248,14 @@ class ProfileEstimator:
             elif judgement.quality is not None:
                 quality[model] = judgement.quality  # failed, skipped, unusable or aborted
         return QueryEstimates(np.clip(quality, 0.0, 1.0), cost, uncertainty)
+
+
+def _with_verdict(judgement: Judgement, p_yes: float) -> AnswerEvidence:
+    """The judged answer's evidence with the verifier's log P(yes) added."""
+    if judgement.evidence is None:
+        raise ValueError("only an answer an estimator judged can be verified")
+    verdict = math.log(p_yes) if p_yes > 0 else -math.inf
+    return replace(judgement.evidence, verdict_logprob=verdict)
 
 
 def prompt_text(request: Mapping[str, Any]) -> str:

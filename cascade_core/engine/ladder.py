@@ -50,13 +50,18 @@ class LadderModel:
     cache_read_cost_per_token: float = 0.0
     cache_write_cost_per_token: float = 0.0
     dialect: Dialect = DEFAULT_DIALECT
+    # How errors name this model's config section: "models[0] (small)", "verifier.model (judge)"
+    where: str = ""
 
     @property
     def label(self) -> str:
         return self.spec.label
 
     @classmethod
-    def resolve(cls, index: int, spec: ModelSpec) -> LadderModel:
+    def resolve(cls, index: int, spec: ModelSpec, where: str | None = None) -> LadderModel:
+        """``where`` names the model's config section in errors (default: its ladder rung)."""
+        where = where or f"models[{index}]"
+        where = f"{where} ({spec.label})"
         info = {} if spec.model in _PRICED_BY_LADDERS else _model_info(spec.model)
         input_price = spec.input_cost_per_token
         output_price = spec.output_cost_per_token
@@ -66,7 +71,7 @@ class LadderModel:
             output_price = info.get("output_cost_per_token")
         if input_price is None or output_price is None:
             raise InvalidInputError(
-                f"models[{index}] ({spec.label}): LiteLLM has no price for {spec.model!r}; "
+                f"{where}: LiteLLM has no price for {spec.model!r}; "
                 "set input_cost_per_token and output_cost_per_token"
             )
         window = spec.context_window or info.get("max_input_tokens")
@@ -90,6 +95,7 @@ class LadderModel:
             cache_read_cost_per_token=float(input_price if read is None else read),
             cache_write_cost_per_token=float(input_price if write is None else write),
             dialect=Dialect.for_model(spec.model),
+            where=where,
         )
 
     def api_key(self) -> str | None:
@@ -101,7 +107,8 @@ class LadderModel:
         key = os.environ.get(self.spec.api_key_env)
         if not key:
             raise InvalidInputError(
-                f"model {self.label}: environment variable {self.spec.api_key_env} is not set"
+                f"{self.where or self.label}: environment variable {self.spec.api_key_env} "
+                "is not set"
             )
         return key
 
@@ -194,6 +201,16 @@ def resolve_ladder(specs: Sequence[ModelSpec]) -> tuple[LadderModel, ...]:
     ladder = tuple(LadderModel.resolve(i, spec) for i, spec in enumerate(specs))
     _price_unmapped_models(ladder)
     return ladder
+
+
+def resolve_extra_model(spec: ModelSpec, index: int, where: str) -> LadderModel:
+    """A model the engine calls besides the ladder (the verifier), resolved, priced and
+    protected like a rung; ``index`` must be outside the ladder's, so it names no rung."""
+    protect_logs([spec.api_key_env])
+    litellm.suppress_debug_info = True
+    model = LadderModel.resolve(index, spec, where=where)
+    _price_unmapped_models([model])
+    return model
 
 
 def _price_unmapped_models(ladder: Sequence[LadderModel]) -> None:

@@ -47,13 +47,17 @@ class ModelRun:
     not visible earlier), None when no token arrived. ``total_s`` is the whole call, failed
     ones included. ``expected_ttft_s`` / ``expected_total_s`` are what the engine's
     `LatencyModel` predicted for the call before it ran (None until the model was observed).
+
+    A verification call (`cascade_core.engine.verifier`) is a run of the verifier model with
+    ``verifies`` naming the model whose answer it judged, its P(yes) in ``features``; it has
+    no quality of its own (``ex_ante_quality`` None) and is not a model the cascade ran.
     """
 
     model: str
     index: int
     status: RunStatus
     reason: str
-    ex_ante_quality: float
+    ex_ante_quality: float | None
     post_hoc_quality: float | None = None
     quality_basis: str = ""
     features: dict[str, float] = field(default_factory=dict)
@@ -73,6 +77,7 @@ class ModelRun:
     expected_cached_tokens: int = 0  # what the cost estimate assumed the cache would hold
     # Started alongside a draft (a hedged escalation); a hedge that lost is "cancelled"
     hedged: bool = False
+    verifies: str | None = None  # a verification: the label of the model it judged
 
     @property
     def usage(self) -> TokenUsage:
@@ -137,7 +142,8 @@ class CascadeTrace:
 
     @property
     def models_run(self) -> list[str]:
-        return [run.model for run in self.runs if run.status != "skipped"]
+        """The ladder models that were called (verification calls are not among them)."""
+        return [run.model for run in self.runs if run.status != "skipped" and run.verifies is None]
 
     def as_dict(self) -> dict[str, Any]:
         return {

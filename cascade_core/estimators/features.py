@@ -6,9 +6,15 @@ estimator (only the coefficients differ per (model, R)):
 * ex-ante part (known before any call): log prompt length, a one-hot task tag (when the data
   has more than one task), an optional user-supplied embedding;
 * per model r in R, in index order: its post-hoc features, either the token-logprob features
-  of `cascade_core.signals` (when logprobs were logged) or the single logged confidence
-  (``confidence_logprob``, as a logprob and as a probability), plus, once two or more models
-  ran, the fraction of the other models in R whose answer agrees with r's.
+  of `cascade_core.signals` (when logprobs were logged), or the single logged confidence
+  (``confidence_logprob``, as a logprob and as a probability), or both
+  (``logprobs+confidence``: logprobs and a confidence of its own, such as a verifier's
+  P(yes), `cascade_core.engine.verifier`), plus, once two or more models ran, the fraction
+  of the other models in R whose answer agrees with r's.
+
+The ``confidence_logprob`` signal means one thing everywhere (`confidence_signal`): the
+logged confidence, else the log-probability of the whole answer (its token logprobs' sum),
+else unknown; the replay loader, calibrate and the live engine all derive it that way.
 
 Missing values stay NaN here; `LogisticModel` treats NaN as the training mean (neutral).
 The live path (one `QueryObservation`, `table_from_observation`) and the replay path (a whole
@@ -37,7 +43,18 @@ CONFIDENCE_FEATURES = ("conf_logprob", "conf_prob")
 # a few extreme values from dominating the standardisation of the feature.
 CONFIDENCE_FLOOR = -20.0
 
-PostHocSource = str  # "logprobs" | "confidence" | "none"
+PostHocSource = str  # "logprobs" | "confidence" | "logprobs+confidence" | "none"
+COMBINED_SOURCE = "logprobs+confidence"
+
+
+def confidence_signal(logged: float | None, answer_logprob: float | None) -> float:
+    """The ``confidence_logprob`` of one answer (module docstring): ``logged`` when known,
+    else ``answer_logprob`` (the sum of its token logprobs), else NaN."""
+    if logged is not None and not math.isnan(logged):
+        return float(logged)
+    if answer_logprob is not None and not math.isnan(answer_logprob):
+        return float(answer_logprob)
+    return math.nan
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,8 @@ class FeatureSpec:
             return FEATURE_NAMES
         if self.posthoc_source == "confidence":
             return CONFIDENCE_FEATURES
+        if self.posthoc_source == COMBINED_SOURCE:
+            return FEATURE_NAMES + CONFIDENCE_FEATURES
         return ()
 
     def ante_names(self) -> list[str]:
@@ -118,7 +137,7 @@ class FeatureSpecFields(BaseModel):
     model_names: list[Annotated[StrictStr, Field(min_length=1)]] = Field(min_length=1)
     tasks: list[StrictStr]
     embedding_dim: StrictInt = Field(ge=0, le=MAX_EMBEDDING_DIM)
-    posthoc_source: Literal["logprobs", "confidence", "none"]
+    posthoc_source: Literal["logprobs", "confidence", "logprobs+confidence", "none"]
     use_agreement: StrictBool
 
     @field_validator("model_names", "tasks")

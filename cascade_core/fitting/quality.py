@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cascade_core.estimates import Uncertainty
-from cascade_core.estimators.features import FeatureSpec
+from cascade_core.estimators.features import COMBINED_SOURCE, FeatureSpec
 from cascade_core.estimators.logistic import LogisticModel, fit_logistic
 from cascade_core.estimators.quality import (
     MAX_FITTED_MODELS,
@@ -53,8 +53,14 @@ N_FOLDS = 5
 # Penalties on standardised features, from nearly free to strongly shrunk; CV picks one per
 # (model, state). Four values a decade apart span what a few hundred rows can support.
 L2_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
-# The raw signal the floor calibrates, per post-hoc source.
-PRIMARY_SIGNAL = {"confidence": "conf_logprob", "logprobs": "lp_mean"}
+# The raw signal the floor calibrates, per post-hoc source. With both sources it is the
+# confidence: a verifier's P(yes) where one was asked, else the answer's log-probability
+# (`confidence_signal`), so every model has its own signal there.
+PRIMARY_SIGNAL = {
+    "confidence": "conf_logprob",
+    "logprobs": "lp_mean",
+    COMBINED_SOURCE: "conf_logprob",
+}
 # Probabilities are clipped this far from 0 and 1 when scoring log loss.
 _EPS = 1e-6
 

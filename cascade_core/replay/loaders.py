@@ -92,6 +92,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cascade_core.errors import InvalidInputError
+from cascade_core.estimators.features import CONFIDENCE_SIGNAL, confidence_signal
 from cascade_core.signals.logprob_features import POSITIVE_TOLERANCE
 from cascade_core.textfiles import TextFileError, iter_lines
 
@@ -111,7 +112,7 @@ __all__ = [
 ]
 
 DATA_ENV_VAR = "CASCADE_ROUTER_DATA"
-CONFIDENCE = "confidence_logprob"
+CONFIDENCE = CONFIDENCE_SIGNAL
 Missing = Literal["drop", "raise"]
 
 
@@ -435,9 +436,10 @@ def load_replay_jsonl(
             row["q"].append(p.quality(entry, field))
             row["c"].append(p.number(entry, "cost_usd", f"{field}.cost_usd", lo=0.0))
             lp = p.logprobs(entry, field)
-            c = p.confidence(entry, f"{field}.{CONFIDENCE}")
-            if math.isnan(c) and lp is not None:
-                c = float(lp.sum())
+            c = confidence_signal(
+                p.confidence(entry, f"{field}.{CONFIDENCE}"),
+                None if lp is None else float(lp.sum()),
+            )
             if math.isnan(c) and CONFIDENCE in required:
                 raise p.error(f"{field}.{CONFIDENCE}", "missing (required signal)")
             row["conf"].append(c)
