@@ -26,6 +26,9 @@ class Reply:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprob: float = -0.05  # the same logprob for every token: sets the post-hoc quality
     finish_reason: str | None = None
+    # The first token's other top alternatives (token -> logprob), e.g. a verifier's "No"
+    # next to its "Yes"; None: one made-up alternative per token
+    alternatives: dict[str, float] | None = None
 
     def tokens(self) -> list[str]:
         """Whitespace-preserving pieces, so joined tokens equal the content."""
@@ -47,16 +50,27 @@ class Rejected(Exception):
         self.message = message
 
 
-def _logprob_entry(token: str, logprob: float) -> dict[str, Any]:
+def _logprob_entry(
+    token: str, logprob: float, alternatives: dict[str, float] | None = None
+) -> dict[str, Any]:
+    others = {"<alt>": logprob - 3.0} if alternatives is None else alternatives
     return {
         "token": token,
         "logprob": logprob,
         "bytes": list(token.encode()),
         "top_logprobs": [
             {"token": token, "logprob": logprob, "bytes": list(token.encode())},
-            {"token": "<alt>", "logprob": logprob - 3.0, "bytes": list(b"<alt>")},
+            *({"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in others.items()),
         ],
     }
+
+
+def _entries(reply: Reply) -> list[dict[str, Any]]:
+    """The reply's token logprob entries (the first with the reply's alternatives)."""
+    return [
+        _logprob_entry(t, reply.logprob, reply.alternatives if i == 0 else None)
+        for i, t in enumerate(reply.tokens())
+    ]
 
 
 class ScriptedServer:
@@ -152,9 +166,7 @@ class ScriptedServer:
             "finish_reason": self._finish(reply),
         }
         if body.get("logprobs") and reply.content:
-            choice["logprobs"] = {
-                "content": [_logprob_entry(t, reply.logprob) for t in reply.tokens()]
-            }
+            choice["logprobs"] = {"content": _entries(reply)}
         return {
             "id": "chatcmpl-scripted",
             "object": "chat.completion",
@@ -176,10 +188,10 @@ class ScriptedServer:
             return {**base, "choices": [{"index": 0, "delta": delta, **extra}]}
 
         yield chunk({"role": "assistant", "content": ""})
-        for token in reply.tokens():
+        for token, entry in zip(reply.tokens(), _entries(reply), strict=True):
             extra: dict[str, Any] = {"finish_reason": None}
             if body.get("logprobs"):
-                extra["logprobs"] = {"content": [_logprob_entry(token, reply.logprob)]}
+                extra["logprobs"] = {"content": [entry]}
             yield chunk({"content": token}, **extra)
         for i, call in enumerate(reply.tool_calls):
             head = {"index": i, "id": call.get("id") or f"call_{i}", "type": "function"}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascade_core.engine import CascadeEngine, CascadeRun, ModelCall, ModelRun
+from cascade_core.engine.ladder import LadderModel
 
 
 @dataclass
@@ -29,6 +30,8 @@ class CallRecord:
     started_ns: int
     ended_ns: int | None = None
     run: ModelRun | None = None
+    # The model called: a ladder rung, or the verifier (whose index names no rung)
+    model: LadderModel | None = None
 
 
 @dataclass
@@ -84,7 +87,12 @@ class _ObservedRun:
         if call is not None:
             decisions = self._run.trace.decisions
             self._log.calls.append(
-                CallRecord(call.model.index, decisions[-1] if decisions else "", time.time_ns())
+                CallRecord(
+                    call.model.index,
+                    decisions[-1] if decisions else "",
+                    time.time_ns(),
+                    model=call.model,
+                )
             )
         return call
 

@@ -98,7 +98,7 @@ class _Metrics:
         if result is None:
             return
         runs = [run for run in result.trace.runs if run.status != "skipped"]
-        if len(runs) > 1:
+        if len(result.trace.models_run) > 1:  # a verification is no escalation
             self.escalations.labels(ladder).inc()
         aborted = sum(run.status == "aborted" for run in runs)
         if aborted:
@@ -157,7 +157,7 @@ class _Tracing:
         context = _context_of(root)
         ladder = record.engine.parts.ladder
         for call in record.log.calls:
-            model = ladder[call.model_index]
+            model = call.model or ladder[call.model_index]
             span = self.tracer.start_span(
                 f"chat {model.spec.model}",
                 context=context,
@@ -180,9 +180,12 @@ class _Tracing:
                         "cascade.status": run.status,
                         "cascade.reason": run.reason,
                         "cascade.cost_usd": run.cost_usd,
-                        "cascade.ex_ante_quality": run.ex_ante_quality,
                     }
                 )
+                if run.ex_ante_quality is not None:  # None: a verification call
+                    span.set_attribute("cascade.ex_ante_quality", run.ex_ante_quality)
+                if run.verifies is not None:
+                    span.set_attribute("cascade.verifies", run.verifies)
                 if run.post_hoc_quality is not None:
                     span.set_attribute("cascade.post_hoc_quality", run.post_hoc_quality)
                 if run.status == "failed":

@@ -1,0 +1,418 @@
+"""The optional verification call, against the FAKE scripted OpenAI server (real HTTP via
+LiteLLM): a scripted verifier model says "Yes" or "No" with chosen first-token logprobs.
+
+The ladder: "small" returns no logprobs (like Anthropic), "large" does. The small model
+answers "Lyon" to questions marked hard, which the scripted verifier rejects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from scripted_openai_server import Rejected, Reply, ScriptedServer
+
+from cascade_core.engine import CascadeEngine, Finished, ModelAnswer, RouterConfig, TextDelta
+from cascade_core.engine.verifier import (
+    VERDICT_TOKENS,
+    answer_text,
+    p_yes,
+    question_text,
+)
+from cascade_core.errors import InvalidInputError
+
+SMALL_RIGHT, SMALL_WRONG = "Paris", "Lyon"
+LARGE = "Paris is the capital of France."
+EASY = [{"role": "user", "content": "What is the capital of France?"}]
+HARD = [{"role": "user", "content": "hard: what is the capital of France?"}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Current weather of a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+LEAKED = "sk-proj-Zz98Yy76Xx54Ww32Vv10Uu98Tt76"
+
+
+def _verdict(yes: bool) -> Reply:
+    if yes:
+        return Reply("Yes", logprob=math.log(0.95), alternatives={"No": math.log(0.03)})
+    return Reply("No", logprob=math.log(0.9), alternatives={"Yes": math.log(0.05)})
+
+
+def _script(model: str, body: dict[str, Any]) -> Reply:
+    if model == "judge":
+        prompt = body["messages"][0]["content"]
+        if "fail" in prompt:
+            raise Rejected(500, f"verifier down; your key {LEAKED} was rejected")
+        return _verdict(SMALL_WRONG not in prompt)
+    question = str(body["messages"][-1]["content"])
+    if model == "small":
+        if body.get("tools"):
+            return Reply(tool_calls=[{"name": "weather", "arguments": '{"city": "Paris"}'}])
+        return Reply(SMALL_WRONG if "hard" in question else SMALL_RIGHT)
+    return Reply(LARGE, logprob=-0.05)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ScriptedServer(_script) as running:
+        yield running
+
+
+def _rung(api_base: str, name: str, price: float, logprobs: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": f"openai/{name}",
+        "api_base": api_base,
+        "input_cost_per_token": price,
+        "output_cost_per_token": price,
+        "supports_logprobs": logprobs,
+    }
+
+
+def _config(
+    api_base: str,
+    verifier: dict[str, Any] | None = None,
+    small_logprobs: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "models": [
+            {**_rung(api_base, "small", 1e-7, small_logprobs), "prior_quality": 0.6},
+            {**_rung(api_base, "large", 1e-5, True), "prior_quality": 0.8},
+        ],
+        "budget": {"lambda": 100.0},
+        "num_retries": 0,
+        "timeout_s": 10,
+        **extra,
+    }
+    if verifier is not None:
+        config["verifier"] = {"model": _rung(api_base, "judge", 1e-7, True), **verifier}
+    return config
+
+
+def _engine(api_base: str, verifier: dict[str, Any] | None = None, **kwargs: Any):
+    return CascadeEngine(**_config(api_base, verifier, **kwargs))
+
+
+def _judge_requests(server: ScriptedServer, since: int) -> list[dict[str, Any]]:
+    return [r for r in server.requests[since:] if r.get("model") == "judge"]
+
+
+def _verifications(result) -> list:
+    return [run for run in result.trace.runs if run.verifies is not None]
+
+
+# -- the cascade with a verifier ---------------------------------------------------------
+
+
+def test_a_yes_keeps_the_small_answer_and_its_cost_is_counted(server) -> None:
+    before = len(server.requests)
+    result = _engine(server.api_base, {}).run(EASY)
+    assert result.model == "small" and result.content == SMALL_RIGHT
+    (verification,) = _verifications(result)
+    assert verification.model == "judge" and verification.verifies == "small"
+    assert verification.status == "ok" and verification.features["p_yes"] > 0.9
+    small = result.trace.runs[0]
+    assert small.quality_basis == "verifier P(yes)" and small.post_hoc_quality > 0.9
+    assert small.features["conf_logprob"] == pytest.approx(math.log(0.95 / 0.98))
+    # the verdict is paid, in the result's cost and usage, and was estimated in advance
+    assert verification.cost_usd > 0 and verification.prompt_tokens > 0
+    assert result.cost_usd == pytest.approx(small.cost_usd + verification.cost_usd)
+    assert result.usage.prompt_tokens == small.prompt_tokens + verification.prompt_tokens
+    assert any(d.startswith("verification expected: small +") for d in result.trace.decisions)
+    assert result.trace.models_run == ["small"]  # a verification is not an escalation
+    (request,) = _judge_requests(server, before)
+    assert not request.get("stream") and request["logprobs"] is True
+    assert request["max_tokens"] <= VERDICT_TOKENS and 5 <= request["top_logprobs"] <= 20
+    assert request["temperature"] == 0
+    assert EASY[0]["content"] in request["messages"][0]["content"]
+    assert SMALL_RIGHT in request["messages"][0]["content"]
+
+
+def test_a_no_escalates_and_the_final_answer_is_never_verified(server) -> None:
+    before = len(server.requests)
+    result = _engine(server.api_base, {}).run(HARD)
+    assert result.model == "large" and result.content == LARGE
+    assert result.trace.models_run == ["small", "large"]
+    (verification,) = _verifications(result)
+    assert verification.verifies == "small" and verification.features["p_yes"] < 0.1
+    assert result.trace.runs[0].post_hoc_quality < 0.1
+    assert len(_judge_requests(server, before)) == 1  # large was final: not verified
+    assert json.dumps(result.trace.as_dict())  # the trace stays JSON
+
+
+def test_without_a_verifier_no_verification_call_is_made(server) -> None:
+    before = len(server.requests)
+    for messages in (EASY, HARD):
+        result = _engine(server.api_base).run(messages)
+        assert not _verifications(result)
+        assert not any("verif" in d for d in result.trace.decisions)
+    assert not _judge_requests(server, before)
+
+
+def test_answers_with_logprobs_are_verified_only_when_always(server) -> None:
+    before = len(server.requests)
+    result = _engine(server.api_base, {}, small_logprobs=True).run(EASY)
+    assert not _verifications(result) and not _judge_requests(server, before)
+    result = _engine(server.api_base, {"verify": "always"}, small_logprobs=True).run(EASY)
+    assert [run.verifies for run in _verifications(result)] == ["small"]
+    assert result.trace.runs[0].quality_basis == "verifier P(yes)"
+
+
+def test_verifier_models_limits_who_is_verified(server) -> None:
+    before = len(server.requests)
+    result = _engine(server.api_base, {"models": ["large"]}).run(HARD)
+    assert not _verifications(result) and not _judge_requests(server, before)
+
+
+def test_tool_call_answers_are_verified_with_their_arguments(server) -> None:
+    before = len(server.requests)
+    result = _engine(server.api_base, {}, small_logprobs=True).run(EASY, tools=TOOLS)
+    assert result.model == "small" and result.answer.tool_calls
+    (verification,) = _verifications(result)
+    assert verification.verifies == "small"
+    (request,) = _judge_requests(server, before)
+    prompt = request["messages"][0]["content"]
+    assert '"name": "weather"' in prompt and '"arguments": {"city": "Paris"}' in prompt
+    assert "- weather: Current weather of a city." in prompt
+    assert result.trace.runs[0].quality_basis == "verifier P(yes)"
+
+
+def test_a_failing_verifier_loses_no_request_and_leaks_no_key(server, monkeypatch) -> None:
+    monkeypatch.setenv("CASCADE_JUDGE_KEY", LEAKED)
+    config = _config(server.api_base, {})
+    config["verifier"]["model"]["api_key_env"] = "CASCADE_JUDGE_KEY"
+    engine = CascadeEngine(**config)
+    messages = [{"role": "user", "content": "please fail: the capital of France?"}]
+    result = engine.run(messages)
+    assert result.content in (SMALL_RIGHT, LARGE)
+    (verification,) = _verifications(result)
+    assert verification.status == "failed" and verification.cost_usd == 0
+    assert "verifier down" in (verification.error or "")
+    assert "small's own judgement stays" in verification.reason
+    small = result.trace.runs[0]
+    assert small.quality_basis == "no logprobs: ex-ante estimate kept"
+    streamed = list(engine.stream(messages))
+    for text in (json.dumps(result.trace.as_dict()), repr(result), str(streamed)):
+        assert LEAKED not in text
+
+
+# -- streams -------------------------------------------------------------------------
+
+
+def _streamed(events: list[Any]) -> tuple[str, Any]:
+    assert isinstance(events[-1], Finished)
+    return "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1].result
+
+
+@pytest.mark.parametrize("driver", ["stream", "astream"])
+def test_streams_never_show_a_draft_the_verifier_rejected(server, driver: str) -> None:
+    engine = _engine(server.api_base, {})
+    before = len(server.requests)
+    if driver == "stream":
+        events = list(engine.stream(HARD))
+    else:
+
+        async def collect() -> list[Any]:
+            return [e async for e in engine.astream(HARD)]
+
+        events = asyncio.run(collect())
+    text, result = _streamed(events)
+    assert text == LARGE == result.content and SMALL_WRONG not in text
+    assert [run.verifies for run in _verifications(result)] == ["small"]
+    (request,) = _judge_requests(server, before)
+    assert not request.get("stream")
+    accepted = list(engine.stream(EASY))
+    assert _streamed(accepted)[0] == SMALL_RIGHT  # a verified draft is sent once accepted
+
+
+# -- the cost cap, with verification --------------------------------------------------
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cap=st.floats(min_value=-6.0, max_value=-2.0).map(lambda e: 10.0**e),
+    words=st.integers(min_value=1, max_value=100),
+    hard=st.booleans(),
+    max_tokens=st.one_of(st.none(), st.integers(min_value=1, max_value=300)),
+)
+def test_the_cost_cap_holds_with_verification(server, cap, words, hard, max_tokens) -> None:
+    engine = _engine(server.api_base, {}, budget={"lambda": 100.0, "max_cost_usd": cap})
+    question = ("hard: " if hard else "") + "capital of France? " * words
+    params = {} if max_tokens is None else {"max_tokens": max_tokens}
+    try:
+        result = engine.run([{"role": "user", "content": question}], **params)
+    except Exception as error:  # nothing affordable: every model skipped by the cap
+        assert "cost cap" in str(error)
+        return
+    runs = [r for r in result.trace.runs if r.status != "skipped"]
+    flagged = [i for i, r in enumerate(runs) if r.cap_overrun]
+    if result.cost_usd > cap * (1 + 1e-9):
+        assert flagged and flagged[0] == len(runs) - 1  # flagged, and nothing ran after it
+    verified = _verifications(result)
+    event(f"verified: {bool(verified)}, escalated: {len(result.trace.models_run) > 1}")
+    for run in verified:
+        assert run.completion_tokens <= VERDICT_TOKENS
+
+
+def test_an_unaffordable_verification_is_skipped_with_a_note(server) -> None:
+    """The cap affords the small model, not its verification (a dearer verifier here)."""
+    config = _config(server.api_base, {}, budget={"lambda": 100.0, "max_cost_usd": 1e-5})
+    config["verifier"]["model"].update(input_cost_per_token=1e-6, output_cost_per_token=1e-6)
+    before = len(server.requests)
+    result = CascadeEngine(**config).run(EASY, max_tokens=5)
+    assert result.model == "small" and not _verifications(result)
+    assert not _judge_requests(server, before)
+    note = "verification of small skipped: cost cap: 1e-05 USD per request leaves no room"
+    assert any(d.startswith(note) for d in result.trace.decisions)
+    assert result.cost_usd <= 1e-5
+
+
+# -- P(yes) --------------------------------------------------------------------------
+
+
+def _answer(first: list[tuple[str, float]], lead: list[str] = ()) -> ModelAnswer:
+    """An answer whose first non-blank token has the top alternatives ``first`` (the first
+    of them is the token), after blank tokens ``lead``."""
+    entries = [{"token": t, "logprob": -0.1, "top_logprobs": []} for t in lead]
+    token, logprob = first[0]
+    tops = [{"token": t, "logprob": lp} for t, lp in first]
+    entries.append({"token": token, "logprob": logprob, "top_logprobs": tops})
+    return ModelAnswer(content="".join(lead) + token, logprobs=entries)
+
+
+def test_p_yes_reads_the_first_non_blank_token() -> None:
+    yes = _answer([(" Yes", math.log(0.6)), ("No", math.log(0.3))], lead=[" ", "\n"])
+    assert p_yes(yes) == pytest.approx(0.6 / 0.9)
+    spelled = _answer([("**Correct", math.log(0.5)), ("incorrect.", math.log(0.5))])
+    assert p_yes(spelled) == pytest.approx(0.5)
+    lone_yes = _answer([("yes", math.log(0.9)), ("maybe", math.log(0.04))])
+    assert p_yes(lone_yes) == pytest.approx(0.9 / (0.9 + 0.04))  # "no" bounded by "maybe"
+    assert p_yes(_answer([("Maybe", -0.1), ("Perhaps", -2.0)])) is None
+    assert p_yes(ModelAnswer(content="Yes")) is None  # no logprobs
+
+
+_TOKENS = st.sampled_from(["Yes", " yes", "No", " NO", "True", "false", "maybe", "Paris", "I"])
+
+
+@st.composite
+def _tops(draw) -> list[tuple[str, float]]:
+    tokens = draw(st.lists(_TOKENS, min_size=1, max_size=6, unique=True))
+    weights = draw(st.lists(st.floats(1e-6, 1.0), min_size=len(tokens), max_size=len(tokens)))
+    mass = draw(st.floats(1e-3, 1.0))
+    total = sum(weights)
+    return [(t, math.log(mass * w / total)) for t, w in zip(tokens, weights, strict=True)]
+
+
+def _is_yes_or_no(token: str) -> bool:
+    return token.strip().lower() in {"yes", "no", "true", "false"}
+
+
+@given(_tops())
+def test_p_yes_is_a_probability_or_none_without_a_verdict_word(tops) -> None:
+    value = p_yes(_answer(tops))
+    if any(_is_yes_or_no(t) for t, _ in tops):
+        assert value is not None and 0.0 <= value <= 1.0
+    else:
+        assert value is None
+
+
+@given(_tops(), st.floats(-8.0, 0.0), st.floats(0.0, 3.0))
+def test_p_yes_grows_with_the_yes_logprob(tops, base, step) -> None:
+    others = [(t, lp) for t, lp in tops if t.strip().lower() not in {"yes", "true"}]
+    scale = 0.5 / max(1e-12, sum(math.exp(lp) for _, lp in others) or 1.0)
+    others = [(t, lp + math.log(min(1.0, scale))) for t, lp in others]  # room for "yes"
+    low = min(base, math.log(0.5))
+    high = min(low + step, math.log(0.5))
+    p_low = p_yes(_answer([("Yes", low), *others]))
+    p_high = p_yes(_answer([("Yes", high), *others]))
+    assert p_low is not None and p_high is not None
+    assert p_high >= p_low - 1e-12
+
+
+def test_answer_and_question_text() -> None:
+    call = {"function": {"name": "f", "arguments": "{not json"}}
+    assert answer_text(ModelAnswer(content="ok", tool_calls=[call])) == (
+        'ok\nTool calls: [{"name": "f", "arguments": "{not json"}]'
+    )
+    conversation = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url"}]},
+        ]
+    }
+    assert question_text(conversation) == "system: Be brief.\n\nuser: Hi"
+    assert question_text({"messages": EASY}) == EASY[0]["content"]
+
+
+# -- configuration -------------------------------------------------------------------
+
+
+def _config_error(verifier: Any, **model: Any) -> str:
+    document = _config("http://127.0.0.1:9/v1")
+    document["verifier"] = verifier
+    if model:
+        document["models"][0].update(model)
+    with pytest.raises(InvalidInputError) as caught:
+        CascadeEngine(**document)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+JUDGE = _rung("http://127.0.0.1:9/v1", "judge", 1e-7, True)
+
+
+@pytest.mark.parametrize(
+    ("verifier", "expected"),
+    [
+        ({"model": JUDGE, "prompt": "Is {answer} right?"}, "verifier.prompt: must contain"),
+        ({"model": JUDGE, "prompt": "{question} {answer} {x}"}, "verifier.prompt: unknown"),
+        ({"model": JUDGE, "prompt": "{question} {answer"}, "verifier.prompt: unbalanced"),
+        ({"model": JUDGE, "prompt": "{question!r} {answer}"}, "verifier.prompt: write the"),
+        ({"model": JUDGE, "verify": "sometimes"}, "verifier.verify"),
+        ({"model": JUDGE, "models": ["medium"]}, "verifier.models: ['medium'] not in"),
+        ({"model": JUDGE, "models": ["small", "small"]}, "verifier.models: repeated"),
+        ({"model": JUDGE, "max_answer_chars": 0}, "verifier.max_answer_chars"),
+        ({"model": JUDGE, "cost": 1}, "verifier.cost: unknown key"),
+        ({"model": {**JUDGE, "supports_logprobs": False}}, "verifier.model (judge): 'openai"),
+        ({"model": {"model": "openai/unpriced-judge"}}, "verifier.model (openai/unpriced"),
+        ({}, "verifier.model: required"),
+    ],
+)
+def test_bad_verifier_configs_are_one_line_naming_the_field(verifier, expected) -> None:
+    assert expected in _config_error(verifier)
+
+
+def test_a_key_pasted_into_the_verifier_is_not_echoed() -> None:
+    message = _config_error({"model": {**JUDGE, "api_key_env": LEAKED}})
+    assert "verifier.model.api_key_env" in message and LEAKED not in message
+    message = _config_error({"model": JUDGE, "prompt": "{question} {answer} {" + LEAKED + "}"})
+    assert "verifier.prompt" in message and LEAKED not in message
+    message = _config_error({"model": JUDGE, "models": [LEAKED]})
+    assert "verifier.models" in message and LEAKED not in message
+
+
+def test_the_default_verifier_config_round_trips() -> None:
+    config = RouterConfig.from_dict(_config("http://127.0.0.1:9/v1", {}))
+    assert config.verifier is not None and config.verifier.verify == "no_logprobs"
+    assert RouterConfig.from_dict(config.model_dump(by_alias=True)) == config
