@@ -49,6 +49,12 @@ class CostProgress:
             self._bar.set_postfix_str(" ".join(fields), refresh=False)
             self._bar.update(1)
 
+    def spend(self, cost_usd: float) -> None:
+        """Cost of a call that is not an item of its own (a verification of an answer)."""
+        self.cost_usd += cost_usd
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"cost=${self.cost_usd:.6g}", refresh=False)
+
     @property
     def escalation_rate(self) -> float:
         return self.escalated / self.items if self.items else 0.0

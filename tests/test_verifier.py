@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -416,3 +417,128 @@ def test_the_default_verifier_config_round_trips() -> None:
     config = RouterConfig.from_dict(_config("http://127.0.0.1:9/v1", {}))
     assert config.verifier is not None and config.verifier.verify == "no_logprobs"
     assert RouterConfig.from_dict(config.model_dump(by_alias=True)) == config
+
+
+# -- calibrate fits the verifier's signal, the live profile reads it ---------------------
+
+
+def _dev_grader(answer: str, reference: object, row: dict) -> bool:
+    """The small model is wrong on UNSURE prompts; the large one is always right."""
+    return not (answer.startswith("small:") and "UNSURE" in answer)
+
+
+def _calibration_script(model: str, body: dict[str, Any]) -> Reply:
+    prompt = str(body["messages"][-1]["content"])
+    if model == "judge":  # right most of the time: it doubts the small model's UNSURE answers
+        return _verdict("small: " not in prompt or "UNSURE" not in prompt)
+    if model == "small":
+        return Reply(f"small: {prompt}")
+    return Reply(f"large: {prompt}", logprob=-0.05)
+
+
+def _write_dev_set(path, n: int) -> None:
+    with path.open("w") as handle:
+        for i in range(n):
+            prompt = f"task {i:02d}" + (" UNSURE" if i % 4 == 0 else " SUREOK")
+            row = {"id": f"d{i}", "prompt": prompt, "params": {"max_tokens": 16}}
+            row |= {"reference": "-", "grader": "tests.test_verifier:_dev_grader"}
+            handle.write(json.dumps(row) + "\n")
+
+
+def test_calibrate_fits_the_verdict_and_the_live_profile_uses_it(tmp_path) -> None:
+    from cascade_core.calibrate import run_calibration
+    from cascade_core.fitting.features import spec_for_dataset
+    from cascade_core.replay import load_replay
+
+    dev, profile, saved = tmp_path / "dev.jsonl", tmp_path / "p.json", tmp_path / "saved.jsonl"
+    _write_dev_set(dev, 40)
+    with ScriptedServer(_calibration_script) as scripted:
+        config = RouterConfig.from_dict(_config(scripted.api_base, {}))
+        report = run_calibration(config, profile, data=dev, save_replay=saved, progress=False)
+        judged = _judge_requests(scripted, 0)
+        # every small answer (no logprobs) was verified, no large one (it has logprobs)
+        assert len(judged) == 40 and report.new_calls == 120
+        fitted = json.loads(profile.read_text())
+        assert fitted["features"]["posthoc_source"] == "logprobs+confidence"
+        small_cost = fitted["calibration"]["model_cost_usd"]["small"]
+        assert report.new_cost_usd > 0 and small_cost > 1e-7 * 20  # the verdict is in it
+
+        # the saved replay holds the verdicts and refits the same profile without a call
+        replay = load_replay(saved)
+        conf = replay.signals["confidence_logprob"]
+        small = replay.model_names.index("small")
+        unsure = np.array(["UNSURE" in p for p in replay.prompts])
+        np.testing.assert_allclose(conf[unsure, small], math.log(0.05 / 0.95))
+        np.testing.assert_allclose(conf[~unsure, small], math.log(0.95 / 0.98))
+        assert spec_for_dataset(replay).posthoc_source == "logprobs+confidence"
+        calls = len(scripted.requests)
+        run_calibration(config, tmp_path / "again.json", replay=saved, progress=False)
+        assert len(scripted.requests) == calls
+        again = json.loads((tmp_path / "again.json").read_text())
+        assert again["states"] == fitted["states"]
+
+        # live: the profile reads the verdict, and escalates exactly where the judge doubts
+        live = {**_config(scripted.api_base, {}), "profile": str(profile)}
+        live["budget"] = {"lambda": 2000.0}  # the large model is worth its price when needed
+        engine = CascadeEngine(RouterConfig.from_dict(live))
+        sure = engine.run([{"role": "user", "content": "task 61 SUREOK"}], max_tokens=16)
+        doubt = engine.run([{"role": "user", "content": "task 60 UNSURE"}], max_tokens=16)
+    assert sure.model == "small" and doubt.model == "large"
+    for result in (sure, doubt):
+        run = result.trace.runs[0]
+        assert run.quality_basis == "fitted profile, verifier P(yes)"
+    assert sure.trace.runs[0].post_hoc_quality > doubt.trace.runs[0].post_hoc_quality + 0.5
+
+
+def _logprob_profile(names: list[str]) -> dict[str, Any]:
+    """A profile fitted on token logprobs only (no confidence of its own)."""
+    from cascade_core.estimators import profile_to_dict
+    from cascade_core.fitting import fit_quality_estimator
+    from cascade_core.replay import ReplayDataset
+
+    rng = np.random.default_rng(0)
+    n, k = 40, len(names)
+    sure = rng.random((n, k)) < 0.7
+    logprobs = np.empty((n, k), dtype=object)
+    for i, j in np.ndindex(n, k):
+        logprobs[i, j] = np.full(4, -0.02 if sure[i, j] else -2.0)
+    data = ReplayDataset(
+        name="lp",
+        model_names=names,
+        query_ids=[str(i) for i in range(n)],
+        prompts=["q"] * n,
+        tasks=[""] * n,
+        quality=sure.astype(float),
+        cost=np.tile([1e-6, 1e-5], (n, 1)),
+        logprobs=logprobs,
+    )
+    return profile_to_dict(fit_quality_estimator(data))
+
+
+def test_profiles_and_verifiers_must_agree(tmp_path) -> None:
+    """A profile without the verdict, with a verifier (its cost would buy nothing), and a
+    profile of the verdict without a verifier are refused in one line; a profile of the
+    verdict with a verifier is served."""
+    from fitted_profile import fitted_profile
+
+    api_base = "http://127.0.0.1:9/v1"
+    confidence, logprobs = tmp_path / "confidence.json", tmp_path / "logprobs.json"
+    confidence.write_text(json.dumps(fitted_profile(2)))
+    logprobs.write_text(json.dumps(_logprob_profile(["small", "large"])))
+
+    def build(profile, verifier, names=("small", "large")) -> CascadeEngine:
+        config = _config(api_base, verifier, profile=str(profile))
+        for rung, name in zip(config["models"], names, strict=True):
+            rung["name"] = name
+        return CascadeEngine(**config)
+
+    with pytest.raises(InvalidInputError) as caught:
+        build(logprobs, {})
+    assert "without the verifier's P(yes)" in str(caught.value)
+    with pytest.raises(InvalidInputError) as caught:
+        build(confidence, None, names=("m0", "m1"))
+    assert "configure the verifier it was calibrated with" in str(caught.value)
+    for error in (caught,):
+        assert "\n" not in str(error.value)
+    assert build(confidence, {}, names=("m0", "m1")).parts.verifier is not None
+    assert build(logprobs, None).parts.verifier is None

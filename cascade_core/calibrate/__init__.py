@@ -89,7 +89,11 @@ def run_calibration(
             "new_calls": collected.new_calls,
             "new_cost_usd": collected.new_cost_usd,
             "failed_calls": {
-                f"{rows[i].id}/{ladder[j].label}": e for (i, j), e in collected.errors.items()
+                **{f"{rows[i].id}/{ladder[j].label}": e for (i, j), e in collected.errors.items()},
+                **{
+                    f"{rows[i].id}/{ladder[j].label} (verification)": e
+                    for (i, j), e in collected.verify_errors.items()
+                },
             },
         }
     else:
@@ -101,7 +105,7 @@ def run_calibration(
     if reuse_profile is not None:
         estimator = load_profile(reuse_profile)
     else:
-        estimator = fit_estimator(calibration)
+        estimator = fit_estimator(calibration, verifier=config.verifier is not None)
     if list(estimator.spec.model_names) != [m.label for m in ladder]:
         raise InvalidInputError(
             f"profile fitted for {list(estimator.spec.model_names)}, ladder is "

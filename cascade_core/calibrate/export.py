@@ -3,7 +3,9 @@
 Why: the dev-set answers, once paid for, are replay data. Saved in the generic format they
 can be passed back to ``calibrate --replay`` (refit without any call) or to
 ``cascade-router bench`` to compare strategies on your own models offline. Token logprobs are
-written with their top-logprob alternatives, so a refit sees every feature the engine serves.
+written with their top-logprob alternatives, and a verifier's signal as ``confidence_logprob``
+(null where unknown; ``-Infinity`` for P(yes) = 0), so a refit sees every feature the engine
+serves.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cascade_core.estimators.features import CONFIDENCE_SIGNAL
 from cascade_core.replay import ReplayDataset
 
 
 def save_replay_jsonl(dataset: ReplayDataset, labelled: np.ndarray, path: str | Path) -> int:
     """The labelled rows of ``dataset``; returns how many were written."""
+    confidence = dataset.signals.get(CONFIDENCE_SIGNAL)
     lines = []
     for i in np.flatnonzero(labelled):
         models = {}
@@ -37,6 +41,8 @@ def save_replay_jsonl(dataset: ReplayDataset, labelled: np.ndarray, path: str | 
                     None if dataset.tokens_out is None else float(dataset.tokens_out[i, j])
                 ),
             }
+            if confidence is not None and not np.isnan(confidence[i, j]):
+                models[name][CONFIDENCE_SIGNAL] = float(confidence[i, j])
         record = {
             "id": dataset.query_ids[i],
             "prompt": dataset.prompts[i],

@@ -33,6 +33,7 @@ from cascade_core.budget import parameter_grid
 from cascade_core.engine.config import StrategySpec
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import LogisticQualityEstimator, profile_to_dict
+from cascade_core.estimators.features import COMBINED_SOURCE
 from cascade_core.fitting import (
     fit_budget,
     fit_quality_estimator,
@@ -58,7 +59,9 @@ class CalibrationData:
         return self.dataset.cost
 
 
-def fit_estimator(data: CalibrationData) -> LogisticQualityEstimator:
+def fit_estimator(data: CalibrationData, *, verifier: bool = False) -> LogisticQualityEstimator:
+    """The estimators, fitted on the signals the engine will measure: token logprobs, and
+    with a ``verifier`` its P(yes) as the ``confidence_logprob`` signal."""
     labelled = data.dataset.subset(np.flatnonzero(data.labelled), name="labelled")
     if labelled.n_queries < 2:
         raise InvalidInputError(
@@ -66,10 +69,18 @@ def fit_estimator(data: CalibrationData) -> LogisticQualityEstimator:
             "give references (or --profile to reuse fitted estimators and tune lambda only)"
         )
     estimator = fit_quality_estimator(labelled)
-    if estimator.spec.posthoc_source != "logprobs":
+    source = estimator.spec.posthoc_source
+    if verifier and source not in ("confidence", COMBINED_SOURCE):
+        raise InvalidInputError(
+            "calibrate: the verifier judged none of these answers (every one came with token "
+            "logprobs), so its P(yes) cannot be fitted; set verifier.verify to always, or "
+            "remove verifier"
+        )
+    if not verifier and source != "logprobs":
         raise InvalidInputError(
             "calibrate: the ladder returned no token logprobs, which the live engine's fitted "
-            "profiles need; set supports_logprobs for models that return them"
+            "profiles need without a verifier; set supports_logprobs for models that return "
+            "them, or configure a verifier (its P(yes) is then the signal)"
         )
     return estimator
 

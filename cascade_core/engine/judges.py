@@ -36,6 +36,7 @@ import numpy as np
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.evidence import AnswerEvidence, answer_evidence
 from cascade_core.engine.ladder import LadderModel
+from cascade_core.engine.verifier import verdict_logprob
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimates import QueryEstimates, Uncertainty
 from cascade_core.estimators import LogisticQualityEstimator, QueryObservation, load_profile
@@ -254,8 +255,7 @@ def _with_verdict(judgement: Judgement, p_yes: float) -> AnswerEvidence:
     """The judged answer's evidence with the verifier's log P(yes) added."""
     if judgement.evidence is None:
         raise ValueError("only an answer an estimator judged can be verified")
-    verdict = math.log(p_yes) if p_yes > 0 else -math.inf
-    return replace(judgement.evidence, verdict_logprob=verdict)
+    return replace(judgement.evidence, verdict_logprob=verdict_logprob(p_yes))
 
 
 def prompt_text(request: Mapping[str, Any]) -> str:

@@ -86,6 +86,11 @@ def p_yes(answer: ModelAnswer) -> float | None:
     return yes / (yes + no)
 
 
+def verdict_logprob(probability: float) -> float:
+    """log P(yes), the verdict as the ``confidence_logprob`` signal (-inf for P(yes) = 0)."""
+    return math.log(probability) if probability > 0 else -math.inf
+
+
 def answer_text(answer: ModelAnswer) -> str:
     """What the verifier is shown of an answer: its text, then its tool calls as JSON (name
     and arguments, parsed where they parse), so a call's arguments are verified too."""
