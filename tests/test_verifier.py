@@ -398,6 +398,7 @@ JUDGE = _rung("http://127.0.0.1:9/v1", "judge", 1e-7, True)
         ({"model": {**JUDGE, "supports_logprobs": False}}, "verifier.model (judge): 'openai"),
         ({"model": {"model": "openai/unpriced-judge"}}, "verifier.model (openai/unpriced"),
         ({}, "verifier.model: required"),
+        ({"model": {**JUDGE, "name": "large"}}, "verifier.model: 'large' is also a ladder"),
     ],
 )
 def test_bad_verifier_configs_are_one_line_naming_the_field(verifier, expected) -> None:
@@ -447,6 +448,8 @@ def _write_dev_set(path, n: int) -> None:
 
 def test_calibrate_fits_the_verdict_and_the_live_profile_uses_it(tmp_path) -> None:
     from cascade_core.calibrate import run_calibration
+    from cascade_core.estimators import load_profile
+    from cascade_core.fitting import staged_estimates
     from cascade_core.fitting.features import spec_for_dataset
     from cascade_core.replay import load_replay
 
@@ -483,11 +486,32 @@ def test_calibrate_fits_the_verdict_and_the_live_profile_uses_it(tmp_path) -> No
         engine = CascadeEngine(RouterConfig.from_dict(live))
         sure = engine.run([{"role": "user", "content": "task 61 SUREOK"}], max_tokens=16)
         doubt = engine.run([{"role": "user", "content": "task 60 UNSURE"}], max_tokens=16)
+        # training equals serving: on the dev prompts, the live estimate of the verified
+        # small answer is the replay's estimate in the state where only small ran
+        replayed = staged_estimates(load_profile(profile), replay)
+        expected, _ = replayed.state(frozenset({small}))
+        for row in range(8):
+            result = engine.run([{"role": "user", "content": replay.prompts[row]}], max_tokens=16)
+            live_quality = result.trace.runs[0].post_hoc_quality
+            assert live_quality == pytest.approx(expected[row, small], abs=1e-9)
     assert sure.model == "small" and doubt.model == "large"
     for result in (sure, doubt):
         run = result.trace.runs[0]
         assert run.quality_basis == "fitted profile, verifier P(yes)"
     assert sure.trace.runs[0].post_hoc_quality > doubt.trace.runs[0].post_hoc_quality + 0.5
+
+    # bench evaluates the saved answers with the verdict as a signal like any other
+    from typer.testing import CliRunner
+
+    from cascade_core.cli.app import app
+
+    ran = CliRunner().invoke(app, ["bench", str(saved), "--json", "--bootstrap", "50"])
+    assert ran.exit_code == 0, ran.output
+    (dataset,) = json.loads(ran.stdout)["datasets"]
+    assert dataset["estimator"].startswith("logistic on logprobs+confidence signals")
+    metrics = dataset["strategies"]
+    # only the post-hoc strategies read the verdict, and it tells when small fails
+    assert metrics["cascade_routing"]["auc"] > metrics["routing"]["auc"] + 5
 
 
 def _logprob_profile(names: list[str]) -> dict[str, Any]:

@@ -249,10 +249,13 @@ def _estimates(
         if shared is None:
             estimator = fit_quality_estimator(split.train, seed=seed)
             rows = np.arange(split.train.n_queries)
-            kind = "logistic, cross-fitted on this split's train"
+            where = "this split's train"
         else:
             estimator, rows = shared
-            kind = "logistic, cross-fitted on the pooled train"
+            where = "the pooled train"
+        # The signal read after a model ran, named as the profile names it: "confidence"
+        # is a logged confidence_logprob (the cascade logs' P(True), a verifier's P(yes)).
+        kind = f"logistic on {estimator.spec.posthoc_source} signals, cross-fitted on {where}"
         names = list(estimator.spec.model_names)
         train = split.train.select_models(names)
         return _Estimates(

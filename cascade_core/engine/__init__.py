@@ -2,7 +2,13 @@
 
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall
-from cascade_core.engine.config import BudgetSpec, ModelSpec, RouterConfig, StrategySpec
+from cascade_core.engine.config import (
+    BudgetSpec,
+    ModelSpec,
+    RouterConfig,
+    StrategySpec,
+    VerifierSpec,
+)
 from cascade_core.engine.engine import (
     CascadeEngine,
     CascadeStreamError,
@@ -29,4 +35,5 @@ __all__ = [
     "StreamEvent",
     "TextDelta",
     "TokenUsage",
+    "VerifierSpec",
 ]

@@ -364,6 +364,12 @@ class RouterConfig(_Strict):
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {duplicates}")
+        if self.verifier is not None and self.verifier.model.label in labels:
+            raise ValueError(
+                f"verifier.model: {mask_keys(self.verifier.model.label)[:40]!r} is also a "
+                "ladder model's name; give the verifier its own name (verifier.model.name), "
+                "so traces and usage tell its calls apart"
+            )
         covered = self.verifier.models if self.verifier is not None else None
         unknown = sorted(set(covered or ()) - set(labels))
         if unknown:
