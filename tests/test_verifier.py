@@ -566,3 +566,88 @@ def test_profiles_and_verifiers_must_agree(tmp_path) -> None:
         assert "\n" not in str(error.value)
     assert build(confidence, {}, names=("m0", "m1")).parts.verifier is not None
     assert build(logprobs, None).parts.verifier is None
+
+
+# -- hedged async streams: the hedge keeps streaming while the draft is verified ---------
+
+
+def _arithmetic_judge(model: str, body: dict[str, Any]) -> Reply:
+    """Says yes exactly when the proposed answer starts with the sum asked for."""
+    import re
+
+    prompt = body["messages"][0]["content"]
+    a, b = (int(x) for x in re.search(r"What is (\d+) \+ (\d+)\?", prompt).groups())
+    proposed = prompt.split("Proposed answer:\n", 1)[1].strip()
+    return _verdict(proposed.startswith(str(a + b)))
+
+
+@pytest.mark.parametrize("small_right", [True, False])
+def test_a_hedge_streams_on_while_the_draft_is_verified(small_right: bool) -> None:
+    from fake_latency_provider import FakeLatencyProvider, LatencyProfile, ladder_models, question
+
+    fast = LatencyProfile(ttft_s=0.02, tokens_per_s=400.0, accuracy=1.0 if small_right else 0.0)
+    slow = LatencyProfile(ttft_s=0.02, tokens_per_s=20.0, accuracy=1.0, repeat=3)
+    weights = {"ttft_usd_per_s": 1e-3, "total_usd_per_s": 1e-3}
+
+    async def astream(engine: CascadeEngine, prompt: str, **params: Any):
+        events = [
+            e
+            async for e in engine.astream(
+                [{"role": "user", "content": prompt}], max_tokens=60, **params
+            )
+        ]
+        return _streamed(events)
+
+    with (
+        FakeLatencyProvider({"small": fast, "big": slow}) as provider,
+        ScriptedServer(_arithmetic_judge) as judge,
+    ):
+        engine = CascadeEngine(
+            models=ladder_models(provider, {"small": (1e-7, 1e-7), "big": (1e-6, 1e-4)}),
+            strategy={"name": "threshold_cascade", "threshold": 0.7},
+            verifier={"model": _rung(judge.api_base, "judge", 1e-7, True), "verify": "always"},
+            latency_weights=weights,
+            num_retries=0,
+        )
+        # both models observed once (zero weights: no hedge), so latency is expected next
+        provider.profiles["small"] = LatencyProfile(ttft_s=0.02, tokens_per_s=400.0, accuracy=0)
+        asyncio.run(astream(engine, question(90)[0], latency_weights={}))
+        provider.profiles["small"] = fast
+        prompt, answer = question(5)
+        text, result = asyncio.run(astream(engine, prompt))
+    assert any(d.startswith("hedge: start big alongside small") for d in result.trace.decisions)
+    (verification,) = _verifications(result)
+    assert verification.verifies == "small" and not verification.streamed
+    hedged = [(r.model, r.status) for r in result.trace.runs if r.hedged]
+    if small_right:
+        assert result.model == "small" and hedged == [("big", "cancelled")]
+    else:  # the hedge was not cancelled by the verification: it became the answer
+        assert result.model == "big" and hedged == [("big", "ok")]
+    assert text == result.content and text.split(".")[0].strip() == str(answer)
+
+
+def test_a_yes_to_a_tool_call_that_would_not_execute_still_escalates() -> None:
+    """The verdict is weighed by the answer's evidence: broken arguments score 0."""
+
+    def script(model: str, body: dict[str, Any]) -> Reply:
+        if model == "judge":
+            return _verdict(True)  # a verifier fooled by the call
+        if model == "small":
+            return Reply(tool_calls=[{"name": "weather", "arguments": '{"city": '}])
+        return Reply(tool_calls=[{"name": "weather", "arguments": '{"city": "Paris"}'}])
+
+    with ScriptedServer(script) as scripted:
+        result = _engine(scripted.api_base, {}, small_logprobs=True).run(EASY, tools=TOOLS)
+    small = result.trace.runs[0]
+    assert small.quality_basis == "verifier P(yes)" and small.post_hoc_quality == 0.0
+    assert [r.verifies for r in _verifications(result)] == ["small"]
+    assert result.model == "large"
+
+
+def test_a_session_budget_holds_and_settles_the_verification(server) -> None:
+    engine = _engine(server.api_base, {}, budget={"lambda": 100.0, "max_cost_usd_per_session": 1.0})
+    results = [engine.run(messages, session_id="verified-run") for messages in (EASY, HARD)]
+    assert all(_verifications(r) for r in results)
+    session = results[-1].trace.session
+    assert session is not None
+    assert session.spend_after_usd == pytest.approx(sum(r.cost_usd for r in results))
