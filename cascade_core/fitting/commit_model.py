@@ -173,16 +173,21 @@ def _fit_model(
         "samples": int(y.size),
         "accept_rate": accepted / len(verdict),
         "l2": l2,
-        "cv": scores(y, oof),
+        "cv": _scores(y, oof),
         "base_rate_log_loss": log_loss(y, base),
         "by_length": {
-            str(k): scores(y[ks == k], oof[ks == k]) | {"samples": int((ks == k).sum())}
+            str(k): _scores(y[ks == k], oof[ks == k]) | {"samples": int((ks == k).sum())}
             for k in lengths
             if (ks == k).any()
         },
         "commit_rule": _replay_commits(oof, rows, ks, verdict, threshold, min_tokens),
     }
     return model, entry
+
+
+def _scores(target: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Log loss, Brier score and ECE as plain floats (the report is JSON)."""
+    return {name: float(value) for name, value in scores(target, p).items()}
 
 
 def _row_folds(verdict: dict[int, float], n_folds: int, seed: int) -> np.ndarray:
