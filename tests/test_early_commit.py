@@ -38,6 +38,7 @@ from cascade_core.engine.early_commit import (
 )
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators.logistic import LogisticModel
+from cascade_core.fitting.commit_model import Draft, fit_prefix_model
 from cascade_core.signals import LogprobAccumulator, features_from_logprobs
 
 WORDS = 20
@@ -159,12 +160,14 @@ def test_calibrate_fits_the_prefix_model_and_reports_it(scripted: Any) -> None:
     assert draft["by_length"]["16"]["log_loss"] < draft["by_length"]["8"]["log_loss"]
     rule = draft["commit_rule"]
     assert 0 < rule["committed_share"] < 1 and rule["mean_tokens_at_commit"] >= 8
-    # Run first, the final model would draft too, but the cascade accepts all its answers:
-    # one outcome cannot be calibrated, so it never commits early (and says why).
+    assert draft["kind"] == "prefix_regression"
+    # Run first, the final model would draft too, and the cascade accepts all its answers:
+    # no prefix can tell its outcomes apart, so its probability is the rule of succession.
     final = report.early_commit["models"]["final"]
-    assert final["fitted"] is False and "40 accepted and 0 escalated" in final["reason"]
+    assert final["kind"] == "base_rate" and final["p_accept"] == pytest.approx(41 / 42)
+    assert "40 of 40 drafts accepted" in final["reason"]
     saved = json.loads(profile.read_text())["early_commit"]
-    assert saved["features"] == list(FEATURES) and set(saved["models"]) == {"draft"}
+    assert saved["features"] == list(FEATURES) and set(saved["models"]) == {"draft", "final"}
 
 
 # -- streams ------------------------------------------------------------------------------------
@@ -355,6 +358,30 @@ def _small_right(provider: FakeLatencyProvider, i: int) -> bool:
     from fake_latency_provider import answers_right
 
     return answers_right("small", question(i)[0], provider.profiles["small"].accuracy)
+
+
+def test_one_outcome_gets_the_rule_of_succession() -> None:
+    """No prefix tells apart drafts that were all accepted: the probability is the rule of
+    succession, cautious on few drafts (10 of 10 does not commit at 0.95; 48 of 48 does)."""
+    sure = features_from_logprobs([SURE] * 8, answer_parsed=True)
+    for n, commits in ((10, False), (48, True)):
+        drafts = [Draft(i, "m", [SURE] * 20, None, 0.7, True) for i in range(n)]
+        fit = fit_prefix_model(drafts, threshold=0.95, min_tokens=8)
+        entry = fit.report["models"]["m"]
+        assert entry["kind"] == "base_rate" and entry["p_accept"] == pytest.approx(
+            (n + 1) / (n + 2)
+        )
+        policy = EarlyCommit(fit.model, 8, 0.95)
+        decision = policy.decide("m", sure, 0.7)
+        assert decision is not None and decision.commit is commits
+        assert decision.p_accept == pytest.approx((n + 1) / (n + 2))
+    drafts = [Draft(i, "m", [SURE] * 3, None, 0.7, True) for i in range(5)]
+    fit = fit_prefix_model(drafts, threshold=0.95, min_tokens=8)
+    assert fit.report["models"]["m"] == {
+        "fitted": False,
+        "reason": "no draft has more than 4 tokens",
+    }
+    assert fit.model.models == {}
 
 
 # -- properties ---------------------------------------------------------------------------------

@@ -79,8 +79,9 @@ class _Section(BaseModel):
 class PrefixModel:
     """P(the cascade accepts the whole draft | its first tokens), per drafting model.
 
-    A model absent from ``models`` never commits early (calibrate could not fit it: too few
-    drafts, or all of them were accepted, or all escalated).
+    A model absent from ``models`` never commits early (calibrate saw no draft of it
+    longer than the shortest prefix length). A model whose drafts all had one outcome has a
+    constant model: the rule of succession (`cascade_core.fitting.commit_model`).
     """
 
     lengths: tuple[int, ...]
