@@ -174,16 +174,17 @@ def summarise(all_rows: list[dict[str, Any]], truth: list[int] | None) -> dict[s
 
 def calibrated_profiles(
     config: RouterConfig, dev_rows: list[dict[str, Any]], folder: Path, grader: str
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], dict[str, Any]]:
     """A profile per latency weight (``none``: time is free), fitted by `run_calibration` on
-    ``dev_rows`` as a user would; one response cache, so each model answers a row once."""
+    ``dev_rows`` as a user would (one response cache, so each model answers a row once),
+    and per weight the gist of calibrate's report on P(accept | prefix)."""
     dev = folder / "train.jsonl"
     dev.write_text("".join(json.dumps(row) + "\n" for row in dev_rows), encoding="utf-8")
     cache = folder / "train.cache.sqlite"
-    profiles = {}
+    profiles, fits = {}, {}
     for name, weights in {"none": {}, **WEIGHTS}.items():
         profiles[name] = folder / f"profile-{name}.json"
-        run_calibration(
+        report = run_calibration(
             config.replace(latency_weights=weights),
             profiles[name],
             data=dev,
@@ -191,7 +192,16 @@ def calibrated_profiles(
             grader=grader,
             progress=False,
         )
-    return profiles
+        fits[name] = {
+            model: {
+                key: entry.get(key)
+                for key in ("kind", "reason", "drafts", "accept_rate", "p_accept", "cv")
+                if key in entry
+            }
+            | {"committed_share": (entry.get("commit_rule") or {}).get("committed_share")}
+            for model, entry in report.early_commit.get("models", {}).items()
+        }
+    return profiles, fits
 
 
 def measure(
@@ -280,7 +290,7 @@ def fake_setup(n_questions: int) -> dict[str, Any]:
             row = {"id": f"train-{i}", "prompt": prompt, "reference": rf"\b{answer}\b"}
             train.append({**row, "params": {"max_tokens": MAX_TOKENS}})
         with tempfile.TemporaryDirectory(prefix="cr-latency-fit-") as folder:
-            profiles = calibrated_profiles(config, train, Path(folder), grader="regex")
+            profiles, fits = calibrated_profiles(config, train, Path(folder), grader="regex")
             measured = measure(
                 config, [q for q, _ in questions], [a for _, a in questions], warmup, profiles
             )
@@ -292,6 +302,7 @@ def fake_setup(n_questions: int) -> dict[str, Any]:
         "lambda": FAKE_LAMBDA,
         "weights": WEIGHTS,
         "training_questions": TRAIN_QUESTIONS,
+        "prefix_model": fits,
         **measured,
     }
 
@@ -320,11 +331,16 @@ def local_setup() -> dict[str, Any]:
                 train.append({**row, "params": {**row.get("params", {}), "max_tokens": MAX_TOKENS}})
         with tempfile.TemporaryDirectory(prefix="cr-latency-fit-") as folder:
             try:
-                profiles = calibrated_profiles(config, train, Path(folder), grader="exact")
+                profiles, fits = calibrated_profiles(config, train, Path(folder), grader="exact")
             except InvalidInputError as error:  # too few rows to fit, no logprobs: say so
                 return {"skipped": f"calibration failed: {str(error)[:200]}"}
             measured = measure(config, list(LOCAL_PROMPTS), None, warmup, profiles)
-        return {"weights": WEIGHTS, "training_prompts": len(train), **measured}
+        return {
+            "weights": WEIGHTS,
+            "training_prompts": len(train),
+            "prefix_model": fits,
+            **measured,
+        }
     finally:
         local_server.stop()
 
