@@ -13,7 +13,8 @@ and the caller's time to first token (request sent -> first text delta) and tota
     python benchmarks/stream_latency.py --json [--setups fake,local] [--questions 16]
 
 Modes, all through the async stream driver: ``cascade_today`` (no latency priced),
-``cascade_priors`` (the same without a calibrated profile: the config's priors),
+``cascade_priors`` / ``hedge_priors@<weight>`` (the same without a calibrated profile: the
+config's priors),
 ``hedge@low`` / ``hedge@high`` (latency priced at the two `WEIGHTS`, so the strategy trades
 time and the driver hedges when the objective says so), ``early_commit@<weight>`` (a first
 draft whose prefix makes acceptance likely streams from there on; no hedging),
@@ -214,11 +215,14 @@ def measure(
     """Every mode, interleaved per prompt so that a slow moment of the machine hits every
     mode alike, and the summary of early commit plus hedging at each weight."""
     today = CascadeEngine(config.replace(profile=str(profiles["none"])))
-    # The same ladder without a profile (the config's priors): what an uncalibrated user runs.
-    modes: dict[str, CascadeEngine] = {
-        "cascade_priors": CascadeEngine(config),
-        "cascade_today": today,
+    # The same ladder without a profile (the config's priors): what an uncalibrated user
+    # runs; it can hedge, but not commit early (no P(accept | prefix) without calibration).
+    modes: dict[str, CascadeEngine] = {"cascade_priors": CascadeEngine(config)}
+    modes |= {
+        f"hedge_priors@{name}": CascadeEngine(config.replace(latency_weights=weights))
+        for name, weights in WEIGHTS.items()
     }
+    modes["cascade_today"] = today
     for name, weights in WEIGHTS.items():
         priced = config.replace(profile=str(profiles[name]), latency_weights=weights)
         modes[f"hedge@{name}"] = CascadeEngine(priced)

@@ -49,7 +49,11 @@ def test_benchmark_reports_every_mode_that_exists() -> None:
     assert set(fake["modes"]) == {
         "cascade_today",
         "cascade_priors",
-        *(f"{mode}@{weight}" for mode in ("hedge", "early_commit", "both") for weight in WEIGHTS),
+        *(
+            f"{mode}@{weight}"
+            for mode in ("hedge_priors", "hedge", "early_commit", "both")
+            for weight in WEIGHTS
+        ),
         "alone:fake-small",
         "alone:fake-large",
     }
