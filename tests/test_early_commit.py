@@ -273,6 +273,11 @@ def test_enabling_needs_a_fitted_prefix_model(scripted: Any, tmp_path: Path) -> 
         )
     with pytest.raises(InvalidInputError, match="min_tokens: 64 is past every prefix length"):
         _engine(scripted, early_commit={**COMMIT, "min_tokens": 64})
+    verifier = {"model": {"name": "judge", "model": "openai/judge"}, "verify": "always"}
+    with pytest.raises(InvalidInputError, match=r"does not combine with verifier\.verify"):
+        RouterConfig.from_dict(
+            {**_ladder("http://x"), "early_commit": COMMIT, "verifier": verifier}
+        )
     with pytest.raises(InvalidInputError, match=r"early_commit\.p_accept"):
         RouterConfig.from_dict({**_ladder("http://x"), "early_commit": {"p_accept": 1.5}})
     data = json.loads(profile.read_text())

@@ -37,6 +37,11 @@ def fit_early_commit(
 ) -> CommitFit | str:
     """The prefix model fitted on ``answers`` (row by ladder model) of ``requests``, or why
     there is none. ``profile`` is the profile dict about to be written."""
+    if config.verifier is not None and config.verifier.verify == "always":
+        return (
+            "verifier.verify is 'always': every draft is verified before it is judged, so "
+            "none can be committed early (the config refuses early_commit with it)"
+        )
     with tempfile.TemporaryDirectory(prefix="cascade-router-commit-") as folder:
         path = Path(folder) / "profile.json"
         path.write_text(json.dumps(profile), encoding="utf-8")
@@ -75,6 +80,9 @@ def label_drafts(
                 continue
             ex_ante = float(run.ex_ante[index])
             run.record_answer(call, answer, 0.0, streamed=True)
+            following = run.next_call()
+            if following is not None and following.verifies is not None:
+                continue  # judged only after a verification: never committed early
             drafts.append(
                 Draft(
                     row=row,
@@ -82,7 +90,7 @@ def label_drafts(
                     logprobs=answer.tokens.logprobs,
                     top_logprobs=answer.tokens.top_logprobs,
                     ex_ante_quality=ex_ante,
-                    accepted=run.next_call() is None,
+                    accepted=following is None,
                 )
             )
     return drafts
