@@ -13,14 +13,24 @@ and the caller's time to first token (request sent -> first text delta) and tota
     python benchmarks/stream_latency.py --json [--setups fake,local] [--questions 16]
 
 Modes, all through the async stream driver: ``cascade_today`` (no latency priced),
+``cascade_priors`` / ``hedge_priors@<weight>`` (the same without a calibrated profile: the
+config's priors),
 ``hedge@low`` / ``hedge@high`` (latency priced at the two `WEIGHTS`, so the strategy trades
-time and the driver hedges when the objective says so), and each model alone. Early commit
-(``early_commit``, ``both``) is not built yet and is reported as such. Each cascade engine is
-warmed with `WARMUP` requests first (its latency model learns the models' speeds; LiteLLM's
-one-off set-up is not a model's latency). Each set-up's top-level figures (``ttft_ratio``,
-``total_ratio``, ``accuracy``, ...) compare the hedged cascade at the high weight with the
-big model alone (``extra_cost_share``: the share of its
-cost spent on cancelled hedges).
+time and the driver hedges when the objective says so), ``early_commit@<weight>`` (a first
+draft whose prefix makes acceptance likely streams from there on; no hedging),
+``both@<weight>`` (early commit and hedging), and each model alone.
+
+Every cascade mode serves a profile fitted the way a user would: `run_calibration` on
+separate training prompts (never the measured ones), once per latency weight (early
+commit's labels are the engine's own decisions, which the weights change; the responses are
+cached, so the models answer each training prompt once). Each cascade engine is warmed with
+`WARMUP` requests first (its latency model learns the models' speeds; LiteLLM's one-off
+set-up is not a model's latency). Each set-up's top-level figures (``ttft_ratio``,
+``total_ratio``, ``accuracy``, ...) compare early commit plus hedging at the low weight
+(``both@low``, the chat-UI setting) with the big model alone; ``by_weight`` has both weights.
+``extra_cost_share`` is the share of its cost spent on cancelled hedges, and
+``committed_would_have_escalated`` the share of its early commits whose whole draft the
+cascade would have escalated.
 """
 
 from __future__ import annotations
@@ -51,8 +61,9 @@ from fake_latency_provider import (  # noqa: E402
     question,
 )
 
+from cascade_core.calibrate import run_calibration  # noqa: E402
 from cascade_core.engine import CascadeEngine, Finished, RouterConfig, TextDelta  # noqa: E402
-from cascade_core.errors import CascadeError  # noqa: E402
+from cascade_core.errors import CascadeError, InvalidInputError  # noqa: E402
 
 LADDER = ROOT / "examples" / "local-ladder.yaml"
 MAX_TOKENS = 24
@@ -67,7 +78,14 @@ WEIGHTS = {
     "high": {"ttft_usd_per_s": 1e-4, "total_usd_per_s": 1e-4},
 }
 WARMUP = 4
-NOT_BUILT = {"early_commit": "not built yet", "both": "not built yet (early commit missing)"}
+# Fake set-up: calibration questions (question(TRAIN_OFFSET + i)), apart from the measured
+# (0..) and the warm-up (1000..) ones.
+TRAIN_QUESTIONS = 48
+TRAIN_OFFSET = 2000
+# Local set-up: the example dev set, minus rows asking what a measured prompt asks.
+LOCAL_DEV_SET = ROOT / "examples" / "dev-set.jsonl"
+LOCAL_MEASURED_IDS = {"capital-france"}
+EARLY_COMMIT = {"enabled": True}  # the defaults: min_tokens 8, p_accept 0.95
 LOCAL_PROMPTS = (
     "What is the capital of France?",
     "Name a primary colour.",
@@ -104,6 +122,7 @@ async def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
     total = time.perf_counter() - started
     assert result is not None
     ran = [r for r in result.trace.runs if r.status not in ("skipped", "cancelled")]
+    would = result.trace.would_have_escalated
     return {
         "ttft_s": first if first is not None else total,
         "total_s": total,
@@ -112,6 +131,8 @@ async def stream_one(engine: CascadeEngine, prompt: str) -> dict[str, Any]:
         "hedge_cost_usd": sum(r.cost_usd for r in result.trace.runs if r.status == "cancelled"),
         "hedged": any(r.hedged for r in result.trace.runs),
         "escalated": len(ran) > 1,
+        "committed": any(d.startswith("early commit:") for d in result.trace.decisions),
+        "would_have_escalated": bool(would),
     }
 
 
@@ -133,26 +154,82 @@ def summarise(all_rows: list[dict[str, Any]], truth: list[int] | None) -> dict[s
         "escalation_rate": round(float(np.mean([r["escalated"] for r in rows])), 3),
         "hedge_rate": round(float(np.mean([r["hedged"] for r in rows])), 3),
         "hedge_cost_usd_per_request": float(np.mean([r["hedge_cost_usd"] for r in rows])),
+        "commit_rate": round(float(np.mean([r["committed"] for r in rows])), 3),
     }
+    committed = [r for r in rows if r["committed"]]
+    summary["committed_would_have_escalated"] = (
+        round(float(np.mean([r["would_have_escalated"] for r in committed])), 3)
+        if committed
+        else None
+    )
     if truth is not None:
         right = [
             "error" not in r and bool(re.search(rf"\b{answer}\b", r["content"]))
             for r, answer in zip(all_rows, truth, strict=True)
         ]
         summary["accuracy"] = round(float(np.mean(right)), 3)
+        picked = [ok for ok, r in zip(right, all_rows, strict=True) if r.get("committed")]
+        summary["committed_accuracy"] = round(float(np.mean(picked)), 3) if picked else None
     return summary
 
 
+def calibrated_profiles(
+    config: RouterConfig, dev_rows: list[dict[str, Any]], folder: Path, grader: str
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """A profile per latency weight (``none``: time is free), fitted by `run_calibration` on
+    ``dev_rows`` as a user would (one response cache, so each model answers a row once),
+    and per weight the gist of calibrate's report on P(accept | prefix)."""
+    dev = folder / "train.jsonl"
+    dev.write_text("".join(json.dumps(row) + "\n" for row in dev_rows), encoding="utf-8")
+    cache = folder / "train.cache.sqlite"
+    profiles, fits = {}, {}
+    for name, weights in {"none": {}, **WEIGHTS}.items():
+        profiles[name] = folder / f"profile-{name}.json"
+        report = run_calibration(
+            config.replace(latency_weights=weights),
+            profiles[name],
+            data=dev,
+            cache_path=cache,
+            grader=grader,
+            progress=False,
+        )
+        fits[name] = {
+            model: {
+                key: entry.get(key)
+                for key in ("kind", "reason", "drafts", "accept_rate", "p_accept", "cv")
+                if key in entry
+            }
+            | {"committed_share": (entry.get("commit_rule") or {}).get("committed_share")}
+            for model, entry in report.early_commit.get("models", {}).items()
+        }
+    return profiles, fits
+
+
 def measure(
-    config: RouterConfig, prompts: list[str], truth: list[int] | None, warmup: list[str]
+    config: RouterConfig,
+    prompts: list[str],
+    truth: list[int] | None,
+    warmup: list[str],
+    profiles: dict[str, Path],
 ) -> dict[str, Any]:
     """Every mode, interleaved per prompt so that a slow moment of the machine hits every
-    mode alike, and the summary of the hedged cascade at the high weight."""
-    today = CascadeEngine(config)
-    modes = {"cascade_today": today} | {
-        f"hedge@{name}": CascadeEngine(config.replace(latency_weights=weights))
+    mode alike, and the summary of early commit plus hedging at each weight."""
+    today = CascadeEngine(config.replace(profile=str(profiles["none"])))
+    # The same ladder without a profile (the config's priors): what an uncalibrated user
+    # runs; it can hedge, but not commit early (no P(accept | prefix) without calibration).
+    modes: dict[str, CascadeEngine] = {"cascade_priors": CascadeEngine(config)}
+    modes |= {
+        f"hedge_priors@{name}": CascadeEngine(config.replace(latency_weights=weights))
         for name, weights in WEIGHTS.items()
     }
+    modes["cascade_today"] = today
+    for name, weights in WEIGHTS.items():
+        priced = config.replace(profile=str(profiles[name]), latency_weights=weights)
+        modes[f"hedge@{name}"] = CascadeEngine(priced)
+        modes[f"early_commit@{name}"] = CascadeEngine(
+            priced.replace(hedge=False, early_commit=EARLY_COMMIT)
+        )
+        modes[f"both@{name}"] = CascadeEngine(priced.replace(early_commit=EARLY_COMMIT))
     modes |= {f"alone:{m.label}": today.pinned(m.label) for m in today.ladder}
 
     async def run_all() -> dict[str, list[dict[str, Any]]]:
@@ -169,26 +246,25 @@ def measure(
     summaries = {mode: summarise(r, truth) for mode, r in rows.items()}
     big = f"alone:{today.ladder[-1].label}"
     return {
-        **summary_against(summaries["hedge@high"], summaries[big], summaries),
+        **summary_against("both@low", summaries[big], summaries),
         "by_weight": {
-            name: summary_against(summaries[f"hedge@{name}"], summaries[big], summaries)
-            for name in WEIGHTS
+            name: summary_against(f"both@{name}", summaries[big], summaries) for name in WEIGHTS
         },
-        "modes": summaries | {mode: {"skipped": why} for mode, why in NOT_BUILT.items()},
+        "modes": summaries,
     }
 
 
 def summary_against(
-    mode: dict[str, Any], big: dict[str, Any], summaries: dict[str, dict[str, Any]]
+    name: str, big: dict[str, Any], summaries: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """The issue's per-set-up summary: the hedged cascade (early commit is not built, so
-    hedging alone stands in for "both") against the big model alone."""
+    """The issue's per-set-up summary: early commit plus hedging against the big model alone."""
+    mode = summaries[name]
     if "ttft_p50_s" not in mode or "ttft_p50_s" not in big:
         return {"skipped": "a mode got no answers"}
     today = summaries["cascade_today"]
     cost = mode["cost_usd_per_request"]
     return {
-        "mode": "hedged cascade (early commit not built)",
+        "mode": name,
         "ttft_ratio": round(mode["ttft_p50_s"] / big["ttft_p50_s"], 3),
         "total_ratio": round(mode["total_p50_s"] / big["total_p50_s"], 3),
         "accuracy": mode.get("accuracy"),
@@ -199,6 +275,8 @@ def summary_against(
             if today.get("cost_usd_per_request")
             else None
         ),
+        "commit_rate": mode["commit_rate"],
+        "committed_would_have_escalated": mode["committed_would_have_escalated"],
     }
 
 
@@ -210,7 +288,16 @@ def fake_setup(n_questions: int) -> dict[str, Any]:
             {"models": models, "budget": {"lambda": FAKE_LAMBDA}, "num_retries": 0}
         )
         warmup = [question(1000 + i)[0] for i in range(WARMUP)]
-        measured = measure(config, [q for q, _ in questions], [a for _, a in questions], warmup)
+        train = []
+        for i in range(TRAIN_QUESTIONS):
+            prompt, answer = question(TRAIN_OFFSET + i)
+            row = {"id": f"train-{i}", "prompt": prompt, "reference": rf"\b{answer}\b"}
+            train.append({**row, "params": {"max_tokens": MAX_TOKENS}})
+        with tempfile.TemporaryDirectory(prefix="cr-latency-fit-") as folder:
+            profiles, fits = calibrated_profiles(config, train, Path(folder), grader="regex")
+            measured = measure(
+                config, [q for q, _ in questions], [a for _, a in questions], warmup, profiles
+            )
     return {
         "models": {
             name: {"ttft_s": p.ttft_s, "tokens_per_s": p.tokens_per_s, "accuracy": p.accuracy}
@@ -218,6 +305,8 @@ def fake_setup(n_questions: int) -> dict[str, Any]:
         },
         "lambda": FAKE_LAMBDA,
         "weights": WEIGHTS,
+        "training_questions": TRAIN_QUESTIONS,
+        "prefix_model": fits,
         **measured,
     }
 
@@ -239,7 +328,23 @@ def local_setup() -> dict[str, Any]:
         ]
         config = config.model_copy(update={"models": models})
         warmup = ["Say hello.", "Name a fruit."][: max(1, WARMUP // 2)]
-        return {"weights": WEIGHTS, **measure(config, list(LOCAL_PROMPTS), None, warmup)}
+        train = []
+        for line in LOCAL_DEV_SET.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row["id"] not in LOCAL_MEASURED_IDS:  # answers as long as the measured ones
+                train.append({**row, "params": {**row.get("params", {}), "max_tokens": MAX_TOKENS}})
+        with tempfile.TemporaryDirectory(prefix="cr-latency-fit-") as folder:
+            try:
+                profiles, fits = calibrated_profiles(config, train, Path(folder), grader="exact")
+            except InvalidInputError as error:  # too few rows to fit, no logprobs: say so
+                return {"skipped": f"calibration failed: {str(error)[:200]}"}
+            measured = measure(config, list(LOCAL_PROMPTS), None, warmup, profiles)
+        return {
+            "weights": WEIGHTS,
+            "training_prompts": len(train),
+            "prefix_model": fits,
+            **measured,
+        }
     finally:
         local_server.stop()
 

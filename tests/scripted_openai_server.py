@@ -29,6 +29,13 @@ class Reply:
     # The first token's other top alternatives (token -> logprob), e.g. a verifier's "No"
     # next to its "Yes"; None: one made-up alternative per token
     alternatives: dict[str, float] | None = None
+    # One logprob per token instead of ``logprob`` for all (a draft that starts sure and
+    # turns unsure)
+    token_logprobs: list[float] | None = None
+    # Streams only: after ``hold_after`` tokens, wait until ``hold`` is set (at most 30 s),
+    # so a test can observe what the caller saw while the answer was still unfinished
+    hold: threading.Event | None = None
+    hold_after: int = 0
 
     def tokens(self) -> list[str]:
         """Whitespace-preserving pieces, so joined tokens equal the content."""
@@ -36,6 +43,15 @@ class Reply:
         for i, word in enumerate(self.content.split(" ")):
             pieces.append(word if i == 0 else " " + word)
         return [p for p in pieces if p]
+
+    def logprobs(self) -> list[float]:
+        """Each token's logprob."""
+        tokens = self.tokens()
+        if self.token_logprobs is None:
+            return [self.logprob] * len(tokens)
+        if len(self.token_logprobs) != len(tokens):
+            raise ValueError(f"{len(self.token_logprobs)} logprobs for {len(tokens)} tokens")
+        return list(self.token_logprobs)
 
 
 Script = Callable[[str, dict[str, Any]], Reply]
@@ -68,8 +84,8 @@ def _logprob_entry(
 def _entries(reply: Reply) -> list[dict[str, Any]]:
     """The reply's token logprob entries (the first with the reply's alternatives)."""
     return [
-        _logprob_entry(t, reply.logprob, reply.alternatives if i == 0 else None)
-        for i, t in enumerate(reply.tokens())
+        _logprob_entry(t, lp, reply.alternatives if i == 0 else None)
+        for i, (t, lp) in enumerate(zip(reply.tokens(), reply.logprobs(), strict=True))
     ]
 
 
@@ -79,6 +95,8 @@ class ScriptedServer:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.requests: list[dict[str, Any]] = []
+        # The model of every stream written to its end, in the order they ended
+        self.streams_finished: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,6 +125,7 @@ class ScriptedServer:
                         self.wfile.flush()
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
+                    server.streams_finished.append(str(body.get("model", "")))
                 else:
                     self._json(server._whole(body, reply))
 
@@ -188,7 +207,9 @@ class ScriptedServer:
             return {**base, "choices": [{"index": 0, "delta": delta, **extra}]}
 
         yield chunk({"role": "assistant", "content": ""})
-        for token, entry in zip(reply.tokens(), _entries(reply), strict=True):
+        for i, (token, entry) in enumerate(zip(reply.tokens(), _entries(reply), strict=True)):
+            if reply.hold is not None and i == reply.hold_after:
+                reply.hold.wait(timeout=30)
             extra: dict[str, Any] = {"finish_reason": None}
             if body.get("logprobs"):
                 extra["logprobs"] = {"content": [entry]}

@@ -12,6 +12,7 @@ import litellm
 from fake_latency_provider import PAIR, FakeLatencyProvider, answers_right, question
 
 ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = ("low", "high")
 
 
 def test_the_fake_pair_streams_its_scripted_answers() -> None:
@@ -47,29 +48,35 @@ def test_benchmark_reports_every_mode_that_exists() -> None:
     fake = json.loads(done.stdout)["setups"]["fake"]
     assert set(fake["modes"]) == {
         "cascade_today",
-        "hedge@low",
-        "hedge@high",
-        "early_commit",
-        "both",
+        "cascade_priors",
+        *(
+            f"{mode}@{weight}"
+            for mode in ("hedge_priors", "hedge", "early_commit", "both")
+            for weight in WEIGHTS
+        ),
         "alone:fake-small",
         "alone:fake-large",
     }
     for key in ("ttft_ratio", "total_ratio", "accuracy", "accuracy_cascade_today"):
         assert fake[key] > 0
     assert 0 <= fake["extra_cost_share"] < 1
-    assert set(fake["by_weight"]) == {"low", "high"}
-    measured = {m: s for m, s in fake["modes"].items() if "skipped" not in s}
-    assert set(measured) == set(fake["modes"]) - {"early_commit", "both"}
-    for mode, summary in measured.items():
+    assert set(fake["by_weight"]) == set(WEIGHTS)
+    assert fake["mode"] == "both@low" and fake["by_weight"]["high"]["mode"] == "both@high"
+    assert 0 <= fake["commit_rate"] <= 1
+    for mode, summary in fake["modes"].items():
         assert summary["requests"] == 3
         assert 0 <= summary["ttft_p50_s"] <= summary["ttft_p95_s"]
         assert 0 <= summary["total_p50_s"] <= summary["total_p95_s"]
         assert summary["ttft_p50_s"] <= summary["total_p95_s"]
         assert 0 <= summary["accuracy"] <= 1 and summary["cost_usd_per_request"] > 0
-        if mode.startswith("alone:") or mode == "cascade_today":
+        if mode.startswith(("alone:", "cascade_")):
             assert summary["hedge_rate"] == 0 and summary["hedge_cost_usd_per_request"] == 0
         if mode.startswith("alone:"):
             assert summary["escalation_rate"] == 0
+        if not mode.startswith(("early_commit", "both")):
+            assert summary["commit_rate"] == 0 and summary["committed_would_have_escalated"] is None
+        elif summary["commit_rate"] > 0:
+            assert 0 <= summary["committed_would_have_escalated"] <= 1
 
 
 def test_an_unknown_setup_is_one_line_and_exit_2() -> None:

@@ -17,10 +17,16 @@ import numpy as np
 
 from cascade_core.calibrate.cache import ResponseCache
 from cascade_core.calibrate.collect import Collected, collect
+from cascade_core.calibrate.commit import (
+    dev_requests,
+    fit_early_commit,
+    replay_requests_and_answers,
+)
 from cascade_core.calibrate.devset import DevRow, load_dev_set, resolve_grader
 from cascade_core.calibrate.export import save_replay_jsonl
 from cascade_core.calibrate.fit import CalibrationData, build_profile, fit_estimator
 from cascade_core.engine.config import RouterConfig
+from cascade_core.engine.early_commit import SECTION as COMMIT_SECTION
 from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import load_profile
@@ -46,6 +52,9 @@ class CalibrationReport:
     model_quality: dict[str, float | None] = field(default_factory=dict)
     # Models another matches in price and beats in accuracy on the labelled rows.
     dominated_models: list[str] = field(default_factory=list)
+    # P(accept | prefix) for early commit: per drafting model its out-of-fold log loss,
+    # Brier score, calibration error and the commit rule replayed; or why it was not fitted.
+    early_commit: dict[str, Any] = field(default_factory=dict)
 
 
 def run_calibration(
@@ -82,6 +91,9 @@ def run_calibration(
         finally:
             cache.close()
         calibration = _from_collected(collected, grader)
+        keep = collected.complete_rows()
+        requests = dev_requests([rows[i] for i in keep])
+        answers: list[list[Any]] = [list(collected.answers[i]) for i in keep]
         if collected.seconds:
             latency = latency_section(collected.latency().snapshot())
         report_extra = {
@@ -99,6 +111,7 @@ def run_calibration(
     else:
         assert replay is not None
         calibration = _from_replay(load_replay(replay), ladder)
+        requests, answers = replay_requests_and_answers(calibration.dataset)
         report_extra = {"rows": calibration.dataset.n_queries}
     if save_replay is not None:
         save_replay_jsonl(calibration.dataset, calibration.labelled, save_replay)
@@ -120,6 +133,12 @@ def run_calibration(
     )
     if latency is not None:
         profile[LATENCY_SECTION] = latency
+    commit = fit_early_commit(config, profile, requests, answers)
+    if isinstance(commit, str):
+        commit_report: dict[str, Any] = {"fitted": False, "reason": commit}
+    else:
+        profile[COMMIT_SECTION] = commit.section()
+        commit_report = commit.report
     _write_atomically(output, profile)
     return CalibrationReport(
         profile_path=output,
@@ -128,6 +147,7 @@ def run_calibration(
         budget=profile.get("budget"),
         model_quality=profile["calibration"]["model_quality"],
         dominated_models=profile["calibration"]["dominated_models"],
+        early_commit=commit_report,
         **report_extra,
     )
 

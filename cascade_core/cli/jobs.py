@@ -99,6 +99,7 @@ def calibrate(
         summary["lambda"] = report.budget.get("lambda")
         summary["expected_cost_usd"] = report.budget.get("expected_cost_usd")
         summary["expected_quality"] = report.budget.get("expected_quality")
+    summary["early_commit"] = report.early_commit
     typer.echo(json.dumps(summary, indent=1))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from cascade_core.answer_choice import choose_answers
 from cascade_core.engine.answers import ModelAnswer
 from cascade_core.engine.cache_usage import CacheUsage
+from cascade_core.engine.early_commit import EarlyCommit
 from cascade_core.engine.hedge import escalation_odds, hedge_value, tokens_by
 from cascade_core.engine.judges import Judgement, LiveEstimator
 from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN, LadderModel
@@ -49,7 +50,7 @@ from cascade_core.latency import (
 from cascade_core.sessions.messages import for_model
 from cascade_core.sessions.policy import SessionPolicy, ToolLoop
 from cascade_core.sessions.state import SessionSnapshot, SessionUpdate
-from cascade_core.signals import message_signals
+from cascade_core.signals import LogprobFeatures, message_signals
 from cascade_core.strategies import Strategy
 
 
@@ -75,6 +76,8 @@ class RouterParts:
     hedge: bool = True
     # Asked whether answers are correct (None: no verification)
     verifier: Verifier | None = None
+    # Streams: commit a confident first draft early (`should_commit`); None: never
+    early_commit: EarlyCommit | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,9 @@ class CascadeRun:
         # A hedge in flight (`plan_hedge`) and the worst case the cost caps hold for it.
         self._hedge: ModelCall | None = None
         self._hedge_reserved = 0.0
+        # The draft committed early (`should_commit`), and the last prefix length looked at.
+        self._committed: int | None = None
+        self._commit_looked = 0
         self.ex_ante = parts.estimator.ex_ante(request)
         self.judgements: dict[int, Judgement] = {}
         self.answers: dict[int, ModelAnswer] = {}
@@ -274,6 +280,8 @@ class CascadeRun:
 
     def next_call(self) -> ModelCall | None:
         """The next model to run, or None when the request is done."""
+        if self._committed is not None:
+            return self._end_committed()
         while True:
             if self.halted is not None:
                 self.trace.stop_reason = self.halted
@@ -800,6 +808,64 @@ class CascadeRun:
         if self.parts.latency is None:
             return LatencyExpectation()
         return self.parts.latency.expect(model.label, max_tokens=max_tokens, streamed=self.streamed)
+
+    # -- early commit ----------------------------------------------------------------------
+
+    def draft_call(self, index: int) -> ModelCall | None:
+        """The call of ladder model ``index`` as this request's first draft: None when it
+        would be final (its answer is the answer anyway) or a cap cannot afford it. How
+        calibrate labels drafts with the engine's own decision (`record_answer`, then
+        `next_call`)."""
+        call = self._prepare(self.parts.ladder[index])
+        return None if call is None or call.final else call
+
+    def should_commit(self, call: ModelCall, features: LogprobFeatures) -> bool:
+        """Whether the streamed draft ``call``, ``features`` describing its tokens so far,
+        is committed now: its text goes to the caller and it becomes the answer.
+
+        Only the request's first draft (the state the prefix model is fitted in), looked at
+        once per fitted prefix length from ``min_tokens`` on; a commit is traced with its
+        probability. After a commit `next_call` runs nothing more.
+        """
+        policy = self.parts.early_commit
+        if (
+            policy is None
+            or call.final
+            or self.judgements
+            or self.halted is not None
+            or self._committed is not None
+        ):
+            return False
+        point = policy.checkpoint(features.n_tokens)
+        if point is None or point <= self._commit_looked:
+            return False
+        self._commit_looked = point
+        index = call.model.index
+        decision = policy.decide(call.model.label, features, float(self.ex_ante[index]))
+        if decision is None or not decision.commit:
+            return False
+        self._committed = index
+        self.trace.decisions.append(decision.describe(call.model.label))
+        return True
+
+    def _end_committed(self) -> None:
+        """The request ends with its committed draft. The whole draft is still judged: the
+        trace records whether the strategy would have escalated it (the price of the commit,
+        measured where it happened)."""
+        assert self._committed is not None
+        label = self.parts.ladder[self._committed].label
+        if self.trace.would_have_escalated is None and self._committed in self.answers:
+            decision = self.strategy.decide(
+                self._estimates(self.judgements), frozenset(self.judgements)
+            )
+            self.trace.would_have_escalated = not decision.stop
+            verdict = "escalated" if not decision.stop else "accepted"
+            self.trace.decisions.append(
+                f"{label} judged whole after its commit: the strategy would have {verdict} it "
+                f"({decision.reason})"
+            )
+        self.trace.stop_reason = f"committed early to {label}"
+        return None
 
     # -- hedging ---------------------------------------------------------------------------
 

@@ -326,6 +326,26 @@ class VerifierSpec(_Strict):
         return value
 
 
+class EarlyCommitSpec(_Strict):
+    """Stream a non-final draft to the caller once its first tokens make acceptance likely.
+
+    The risk: a committed draft IS the answer. Once its text is sent nothing escalates after
+    it, even when the whole draft, judged at the end, would have been escalated (the trace
+    says so in ``would_have_escalated``). Needs a profile whose ``early_commit`` section
+    `cascade-router calibrate` fitted (P(accept | prefix)); there is no uncalibrated fallback.
+    """
+
+    enabled: StrictBool = Field(False, description="commit confident drafts early (streams)")
+    min_tokens: Count = Field(
+        8, description="tokens a draft must have streamed before it may be committed"
+    )
+    p_accept: Probability = Field(
+        0.95,
+        description="commit when the fitted P(the cascade accepts the whole draft | its "
+        "prefix) reaches this; higher is safer and commits less often",
+    )
+
+
 class RouterConfig(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
@@ -357,6 +377,25 @@ class RouterConfig(_Strict):
         description="optional verification call: a model asked whether an answer is correct "
         "(README: Configuration, verifier); its cost counts in every estimate and cap",
     )
+    early_commit: EarlyCommitSpec = Field(
+        default_factory=EarlyCommitSpec,
+        description="streams: send a draft early when its prefix makes acceptance likely "
+        "(a committed draft is the answer; off by default)",
+    )
+
+    @model_validator(mode="after")
+    def _commit_before_verification(self) -> RouterConfig:
+        if (
+            self.early_commit.enabled
+            and self.verifier is not None
+            and self.verifier.verify == "always"
+        ):
+            raise ValueError(
+                "early_commit.enabled does not combine with verifier.verify 'always': a "
+                "committed draft is sent before its verification could judge it (use "
+                "verify 'no_logprobs', which never verifies the logprob drafts that commit)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_labels(self) -> RouterConfig:

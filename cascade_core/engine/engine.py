@@ -26,6 +26,7 @@ from cascade_core.engine.answers import DraftAssembler, ModelAnswer
 from cascade_core.engine.cache_usage import CacheUsage, cache_usage
 from cascade_core.engine.cascade_run import CascadeRun, ModelCall, RouterParts
 from cascade_core.engine.config import BudgetSpec, RouterConfig, StrategySpec
+from cascade_core.engine.early_commit import load_early_commit
 from cascade_core.engine.judges import DefaultEstimator, ProfileEstimator
 from cascade_core.engine.ladder import LadderModel, resolve_ladder
 from cascade_core.engine.lambda_choice import configured_strategy
@@ -108,6 +109,7 @@ class CascadeEngine:
             latency_weights=config.latency_weights,
             hedge=config.hedge,
             verifier=verifier,
+            early_commit=load_early_commit(config, [m.label for m in ladder]),
         )
         self.ladder: tuple[LadderModel, ...] = ladder
         self.strategy: Strategy = strategy
@@ -298,6 +300,11 @@ class CascadeEngine:
                             async for at, chunk in chunks:
                                 for event in draft.take(chunk, at):
                                     yield event
+                                if draft.committed and hedge is not None:
+                                    # the draft is the answer: the hedge can only cost more
+                                    label = call.model.label
+                                    await hedge.cancel(run, f"cancelled: {label} committed early")
+                                    hedge = None
                         except Exception as error:
                             draft.fail(error)
                         else:
@@ -358,9 +365,10 @@ class _Sent:
 
 
 class _Draft:
-    """One streamed model call: buffers or forwards its text, watches for early abort and
-    for a provider that streams past ``max_tokens`` (then the stream is cut there), and times
-    its first token (the first chunk that adds text or a tool call)."""
+    """One streamed model call: buffers or forwards its text, watches for early abort, early
+    commit (then the buffered text is sent and the rest forwarded live) and for a provider
+    that streams past ``max_tokens`` (then the stream is cut there), and times its first
+    token (the first chunk that adds text or a tool call)."""
 
     def __init__(
         self, run: CascadeRun, call: ModelCall, sent: _Sent, started: float | None = None
@@ -374,6 +382,7 @@ class _Draft:
         self.started = time.perf_counter() if started is None else started
         self.ttft_s: float | None = None
         self.forwarded = False
+        self.committed = False
         self.aborted = False
         self.overran = False
         self._checked_at = 0
@@ -394,7 +403,7 @@ class _Draft:
         limit = self.call.max_output_tokens
         if limit is not None and self.assembler.n_pieces > limit:
             self.overran = True
-        if self.call.final:
+        if self.call.final or self.committed:
             if text:
                 self.forwarded = True
                 self.sent.model = self.call.model.index
@@ -404,9 +413,9 @@ class _Draft:
         if tokens - self._checked_at >= ABORT_CHECK_EVERY:
             self._checked_at = tokens
             features = self.assembler.accumulator.features(answer_parsed=True)
-            if features is not None and self.run.draft_is_hopeless(
-                self.call, features.lp_sum, tokens
-            ):
+            if features is None:
+                return []
+            if self.run.draft_is_hopeless(self.call, features.lp_sum, tokens):
                 self.aborted = True
                 self.run.record_aborted(
                     self.call,
@@ -417,10 +426,20 @@ class _Draft:
                     self.cache,
                     ttft_s=self.ttft_s,
                 )
+            elif self.run.should_commit(self.call, features):
+                return self._commit()
         return []
 
+    def _commit(self) -> list[TextDelta]:
+        """The draft became the answer: send what was buffered; the rest streams live."""
+        self.committed = True
+        self.sent.model = self.call.model.index
+        buffered = list(_replay_text(self.assembler.answer()))
+        self.forwarded = bool(buffered)
+        return buffered
+
     def fail(self, error: BaseException) -> None:
-        if self.forwarded:
+        if self.forwarded or self.committed:
             raise CascadeStreamError(
                 f"{self.call.model.label} failed after part of its answer was streamed"
             ) from None

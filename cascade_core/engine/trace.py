@@ -114,6 +114,9 @@ class CascadeTrace:
     stop_reason: str = ""
     strategy: str = ""
     session: SessionTrace | None = None
+    # A draft committed early (streamed before it was judged whole): whether the strategy,
+    # judging the whole draft, would have escalated it; None when nothing was committed
+    would_have_escalated: bool | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -156,6 +159,7 @@ class CascadeTrace:
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
             "session": asdict(self.session) if self.session is not None else None,
+            "would_have_escalated": self.would_have_escalated,
         }
 
 
