@@ -41,7 +41,7 @@ from cascade_core.engine.early_commit import (
 )
 from cascade_core.estimators.logistic import LogisticModel, fit_logistic
 from cascade_core.fitting.diagnostics import scores
-from cascade_core.fitting.quality import L2_GRID, N_FOLDS, log_loss
+from cascade_core.fitting.quality import L2_GRID, N_FOLDS, log_loss, out_of_fold
 from cascade_core.signals import features_from_logprobs
 
 # A prefix regression needs this many drafts of each outcome (accepted, escalated): with
@@ -241,17 +241,9 @@ def _row_folds(verdict: dict[int, float], n_folds: int, seed: int) -> np.ndarray
     return fold
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, l2: float) -> np.ndarray:
-    predicted = np.empty(y.shape[0])
-    for f in np.unique(folds):
-        test = folds == f
-        predicted[test] = fit_logistic(x[~test], y[~test], l2=l2).predict(x[test])
-    return predicted
-
-
 def _choose_l2(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
     """The penalty of `L2_GRID` with the lowest CV log loss (the stronger one on a tie)."""
-    losses = [(log_loss(y, _out_of_fold(x, y, folds, l2)), -l2) for l2 in L2_GRID]
+    losses = [(log_loss(y, out_of_fold(x, y, folds, l2)), -l2) for l2 in L2_GRID]
     loss, neg = min(losses)
     return -neg, loss
 

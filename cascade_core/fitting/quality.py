@@ -209,7 +209,7 @@ def _fit_one(
     results = []  # (loss, features, l2, columns, oof)
     for label, cols in sets:
         for l2 in L2_GRID:
-            predicted = _out_of_fold(x[:, cols], y, folds, l2)
+            predicted = out_of_fold(x[:, cols], y, folds, l2)
             results.append((log_loss(y, predicted), label, l2, cols, predicted))
     floor_best = min((r for r in results if r[1] == "floor"), key=lambda r: r[0])
     best = min(results, key=lambda r: r[0])
@@ -220,7 +220,8 @@ def _fit_one(
     return model, predicted, EstimatorChoice(label, l2, loss, floor_best[0])
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, l2: float) -> np.ndarray:
+def out_of_fold(x: np.ndarray, y: np.ndarray, folds: np.ndarray, l2: float) -> np.ndarray:
+    """Each row's probability from the logistic regression fitted on the other folds."""
     predicted = np.empty(y.shape[0])
     for f in np.unique(folds):
         test = folds == f
