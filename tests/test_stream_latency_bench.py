@@ -35,6 +35,31 @@ def test_the_fake_pair_streams_its_scripted_answers() -> None:
             assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == 5
 
 
+def test_the_fake_pair_errs_independently() -> None:
+    """Each model's right answers are its own draw per question: neither pair member's
+    errors nest inside the other's, so running both can beat the better one alone, as with
+    real models (a pair whose errors nested would give a calibrated cascade nothing to gain
+    beyond cost, and a latency benchmark on it would measure a degenerate cascade)."""
+    n = 2000
+    prompts = [question(i)[0] for i in range(n, 2 * n)]  # the calibration rows of the benchmark
+    small, large = ([answers_right(name, p, PAIR[name].accuracy) for p in prompts] for name in PAIR)
+    for name, rights in zip(PAIR, (small, large), strict=True):
+        assert abs(sum(rights) / n - PAIR[name].accuracy) < 0.05
+    both = {
+        (s, b): sum(1 for x in zip(small, large, strict=True) if x == (s, b))
+        for s in (0, 1)
+        for b in (0, 1)
+    }
+    expected = {
+        (s, b): n
+        * (PAIR["fake-small"].accuracy if s else 1 - PAIR["fake-small"].accuracy)
+        * (PAIR["fake-large"].accuracy if b else 1 - PAIR["fake-large"].accuracy)
+        for s, b in both
+    }
+    for cell, count in both.items():  # every cell within 4 binomial standard deviations
+        assert abs(count - expected[cell]) < 4 * (expected[cell] ** 0.5) + 1, (cell, both)
+
+
 def test_benchmark_reports_every_mode_that_exists() -> None:
     command = ["benchmarks/stream_latency.py", "--json", "--setups", "fake", "--questions", "3"]
     done = subprocess.run(
