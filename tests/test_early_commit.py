@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,16 @@ from fake_latency_provider import FakeLatencyProvider, LatencyProfile, ladder_mo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scripted_openai_server import Reply, ScriptedServer
+from stream_drain import adrain, drain
 
 from cascade_core.calibrate import run_calibration
-from cascade_core.engine import CascadeEngine, CascadeResult, Finished, RouterConfig, TextDelta
+from cascade_core.engine import (
+    CascadeEngine,
+    CascadeResult,
+    RouterConfig,
+    StreamEvent,
+    TextDelta,
+)
 from cascade_core.engine.early_commit import (
     FEATURES,
     EarlyCommit,
@@ -130,18 +138,28 @@ def _messages(kind: str, i: int = 90) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"question {i:02d} {kind}"}]
 
 
-def _watch(events: Any, server: ScriptedServer, hold: threading.Event) -> tuple[Any, ...]:
+class _FirstText:
+    """Passes a stream's events on; at the first text, notes whether the held draft's stream
+    had already finished, then releases it."""
+
+    def __init__(self, server: ScriptedServer, hold: threading.Event) -> None:
+        self.server, self.hold = server, hold
+        self.draft_finished: bool | None = None
+
+    def see(self, event: StreamEvent) -> StreamEvent:
+        if isinstance(event, TextDelta) and self.draft_finished is None:
+            self.draft_finished = "draft" in self.server.streams_finished
+            self.hold.set()
+        return event
+
+
+def _watch(
+    events: Iterable[StreamEvent], server: ScriptedServer, hold: threading.Event
+) -> tuple[str, CascadeResult, bool | None]:
     """Consume a sync stream; returns (text, result, draft finished before the first text)."""
-    text, result, finished_first = "", None, None
-    for event in events:
-        if isinstance(event, TextDelta):
-            if finished_first is None:
-                finished_first = "draft" in server.streams_finished
-                hold.set()
-            text += event.text
-        elif isinstance(event, Finished):
-            result = event.result
-    return text, result, finished_first
+    first = _FirstText(server, hold)
+    text, result = drain(first.see(e) for e in events)
+    return text, result, first.draft_finished
 
 
 # -- calibrate --------------------------------------------------------------------------------
@@ -195,27 +213,21 @@ async def test_astream_commits_too(scripted: Any) -> None:
     script.hold = hold = threading.Event()
     server.streams_finished.clear()
     engine = _engine(scripted, early_commit=COMMIT)
-    text, result, finished_first = "", None, None
+    first = _FirstText(server, hold)
     try:
-        async for event in engine.astream(_messages("GOOD", 91), max_tokens=32):
-            if isinstance(event, TextDelta):
-                if finished_first is None:
-                    finished_first = "draft" in server.streams_finished
-                    hold.set()
-                text += event.text
-            elif isinstance(event, Finished):
-                result = event.result
+        stream = engine.astream(_messages("GOOD", 91), max_tokens=32)
+        text, result = await adrain(first.see(e) async for e in stream)
     finally:
         script.hold = None
-    assert finished_first is False and result is not None
+    assert first.draft_finished is False
     assert result.model == "draft" and text == result.content
     assert result.trace.would_have_escalated is False
 
 
 def test_an_unconfident_prefix_does_not_commit_and_the_draft_never_shows(scripted: Any) -> None:
-    events = list(_engine(scripted, early_commit=COMMIT).stream(_messages("POOR"), max_tokens=32))
-    text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    result = events[-1].result
+    text, result = drain(
+        _engine(scripted, early_commit=COMMIT).stream(_messages("POOR"), max_tokens=32)
+    )
     assert result.model == "final" and text == result.content
     assert "draft says" not in text
     assert [r.model for r in result.trace.runs] == ["draft", "final"]
@@ -224,9 +236,9 @@ def test_an_unconfident_prefix_does_not_commit_and_the_draft_never_shows(scripte
 
 
 def test_a_committed_draft_that_turns_bad_is_still_the_answer(scripted: Any) -> None:
-    events = list(_engine(scripted, early_commit=COMMIT).stream(_messages("TURN"), max_tokens=32))
-    text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    result = events[-1].result
+    text, result = drain(
+        _engine(scripted, early_commit=COMMIT).stream(_messages("TURN"), max_tokens=32)
+    )
     assert result.model == "draft" and text == result.content  # no escalation after commit
     assert [r.model for r in result.trace.runs] == ["draft"]
     assert result.trace.would_have_escalated is True
@@ -302,14 +314,7 @@ WEIGHTS = {"ttft_usd_per_s": 1e-2, "total_usd_per_s": 1e-2}
 
 
 async def _astream(engine: CascadeEngine, prompt: str) -> tuple[str, CascadeResult]:
-    text, result = "", None
-    async for event in engine.astream([{"role": "user", "content": prompt}], max_tokens=60):
-        if isinstance(event, TextDelta):
-            text += event.text
-        elif isinstance(event, Finished):
-            result = event.result
-    assert result is not None
-    return text, result
+    return await adrain(engine.astream([{"role": "user", "content": prompt}], max_tokens=60))
 
 
 def test_a_hedge_is_cancelled_on_commit_and_its_tokens_are_paid(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 from fake_openai_server import FakeModel, FakeOpenAIServer, FaultPlan
+from stream_drain import drain_answer
 
-from cascade_core.engine import CascadeEngine, CascadeResult, Finished, TextDelta
+from cascade_core.engine import CascadeEngine, CascadeResult
 from cascade_core.errors import AllModelsFailedError, CascadeStreamError, InvalidInputError
 
 CAP_USD = 0.008
@@ -163,14 +164,6 @@ def _check_cap(result: CascadeResult) -> bool:
     return True
 
 
-def _stream_result(events: list[Any]) -> CascadeResult:
-    assert isinstance(events[-1], Finished)
-    assert all(isinstance(e, TextDelta) for e in events[:-1])
-    result = events[-1].result
-    assert "".join(e.text for e in events[:-1]) == result.content
-    return result
-
-
 def test_input_count_includes_schema_tools_images_and_system_prompt(billing_fake) -> None:
     engine = _engine(billing_fake)
     messages = [{"role": "user", "content": "Fill in the record."}]
@@ -202,7 +195,7 @@ def test_cap_holds_for_every_request_shape(billing_fake, driver: str) -> None:
                     results.append(await engine.arun(messages, **params))
                 else:
                     events = [e async for e in engine.astream(messages, **params)]
-                    results.append(_stream_result(events))
+                    results.append(drain_answer(events))
             except AllModelsFailedError:
                 nonlocal refused
                 refused += 1
@@ -215,7 +208,7 @@ def test_cap_holds_for_every_request_shape(billing_fake, driver: str) -> None:
                 if driver == "run":
                     results.append(engine.run(messages, **params))
                 else:
-                    results.append(_stream_result(list(engine.stream(messages, **params))))
+                    results.append(drain_answer(engine.stream(messages, **params)))
             except AllModelsFailedError as error:
                 assert all("cost cap" in reason for reason in error.errors.values())
                 refused += 1
@@ -236,11 +229,11 @@ def test_provider_that_ignores_max_tokens_is_caught(max_tokens_ignoring_fake, dr
     elif driver == "arun":
         result = asyncio.run(engine.arun(messages, max_tokens=10))
     elif driver == "stream":
-        result = _stream_result(list(engine.stream(messages, max_tokens=10)))
+        result = drain_answer(engine.stream(messages, max_tokens=10))
     else:
 
         async def go() -> CascadeResult:
-            return _stream_result([e async for e in engine.astream(messages, max_tokens=10)])
+            return drain_answer([e async for e in engine.astream(messages, max_tokens=10)])
 
         result = asyncio.run(go())
     first = result.trace.runs[0]
@@ -301,7 +294,7 @@ def test_a_recount_of_a_stream_without_usage_is_not_an_overrun(
             return [e async for e in engine.astream(messages, max_tokens=24)]
 
         events = asyncio.run(collect())
-    result = _stream_result(events)
+    result = drain_answer(events)
     runs = result.trace.runs
     assert [r.cap_overrun for r in runs] == [None] * len(runs), result.trace.as_dict()
     assert [r.model for r in runs] == ["small", "large"], result.trace.as_dict()

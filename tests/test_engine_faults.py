@@ -41,13 +41,12 @@ from fake_openai_server import (
     FakeOpenAIServer,
     FaultPlan,
 )
+from stream_drain import drain_answer
 
 from cascade_core.engine import (
     CascadeEngine,
     CascadeResult,
     CascadeStreamError,
-    Finished,
-    TextDelta,
 )
 from cascade_core.errors import AllModelsFailedError
 
@@ -240,16 +239,6 @@ def _classify(tally: Tally, attempt: Callable[[], CascadeResult]) -> None:
     _check_result(result, tally)
 
 
-def _collect_stream(events: list[Any]) -> CascadeResult:
-    """The stream's result, after checking its shape: text deltas then one Finished, and
-    the deltas spell exactly the final answer (so no rejected draft was streamed)."""
-    assert events and isinstance(events[-1], Finished)
-    assert all(isinstance(e, TextDelta) for e in events[:-1])
-    result = events[-1].result
-    assert "".join(e.text for e in events[:-1]) == result.content
-    return result
-
-
 def _assert_clean(
     tally: Tally,
     expected: int,
@@ -332,7 +321,7 @@ def test_sync_streams_from_threads_survive_random_faults(
     tally = Tally()
 
     def one(messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
-        _classify(tally, lambda: _collect_stream(list(engine.stream(messages, **params))))
+        _classify(tally, lambda: drain_answer(engine.stream(messages, **params)))
 
     with ThreadPoolExecutor(8) as pool:
         for chunk in _debug_then_info(requests):
@@ -357,7 +346,7 @@ async def test_async_streams_survive_random_faults(
             except Exception as error:
                 _classify(tally, _raiser(error))
                 return
-            _classify(tally, lambda: _collect_stream(events))
+            _classify(tally, lambda: drain_answer(events))
 
     for chunk in _debug_then_info(requests):
         await asyncio.gather(*(one(m, p) for m, p in chunk))

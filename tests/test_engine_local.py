@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from stream_drain import adrain, drain
 from typer.testing import CliRunner
 
 from cascade_core.cli.app import app
-from cascade_core.engine import CascadeEngine, Finished, TextDelta
+from cascade_core.engine import CascadeEngine
 from cascade_core.errors import AllModelsFailedError
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in a few words."}]
@@ -46,19 +47,14 @@ async def test_arun_and_run_share_the_decisions(local_ladder):
 
 def test_stream_sends_only_the_accepted_answer(local_ladder):
     engine = CascadeEngine(local_ladder.model_copy(update={"early_abort": False}))
-    events = list(engine.stream(QUESTION, max_tokens=16, temperature=0.0))
-    assert isinstance(events[-1], Finished)
-    result = events[-1].result
-    streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
+    streamed, result = drain(engine.stream(QUESTION, max_tokens=16, temperature=0.0))
     assert streamed == result.content
-    assert all(isinstance(e, TextDelta) for e in events[:-1])
 
 
 async def test_astream_matches_stream(local_ladder):
     engine = CascadeEngine(local_ladder.model_copy(update={"early_abort": False}))
-    events = [e async for e in engine.astream(QUESTION, max_tokens=16, temperature=0.0)]
-    result = events[-1].result
-    assert "".join(e.text for e in events[:-1]) == result.content
+    streamed, result = await adrain(engine.astream(QUESTION, max_tokens=16, temperature=0.0))
+    assert streamed == result.content
 
 
 def test_hard_cost_cap_is_never_exceeded(local_ladder):

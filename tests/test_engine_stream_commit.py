@@ -7,8 +7,9 @@ already streamed its text live.
 from __future__ import annotations
 
 from scripted_openai_server import Reply, ScriptedServer
+from stream_drain import adrain, drain
 
-from cascade_core.engine import CascadeEngine, Finished, TextDelta
+from cascade_core.engine import CascadeEngine
 
 DRAFT, FINAL = "Draft answer here.", "Final answer is worse."
 
@@ -36,10 +37,9 @@ def _engine(api_base: str) -> CascadeEngine:
 
 def test_stream_commits_to_the_live_streamed_final_answer() -> None:
     with ScriptedServer(_script) as server:
-        events = list(_engine(server.api_base).stream([{"role": "user", "content": "hi"}]))
-    streamed = "".join(e.text for e in events if isinstance(e, TextDelta))
-    result = events[-1].result
-    assert isinstance(events[-1], Finished)
+        streamed, result = drain(
+            _engine(server.api_base).stream([{"role": "user", "content": "hi"}])
+        )
     assert streamed == FINAL == result.content
     assert result.model == "final"
     assert "already streamed" in result.trace.decisions[-1]
@@ -49,7 +49,7 @@ async def test_astream_commits_too_and_run_still_picks_the_best() -> None:
     messages = [{"role": "user", "content": "hi"}]
     with ScriptedServer(_script) as server:
         engine = _engine(server.api_base)
-        events = [e async for e in engine.astream(messages)]
+        streamed, _ = await adrain(engine.astream(messages))
         whole = engine.run(messages)
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == FINAL
+    assert streamed == FINAL
     assert whole.content == DRAFT  # nothing was sent early, so the best answer wins

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 from fake_openai_server import FakeModel, FakeOpenAIServer
+from stream_drain import adrain, drain
 
-from cascade_core.engine import CascadeEngine, Finished, RouterConfig, TextDelta
+from cascade_core.engine import CascadeEngine, RouterConfig
 from cascade_core.errors import InvalidInputError
 
 HI = [{"role": "user", "content": "What is the answer?"}]
@@ -167,17 +168,10 @@ def test_bad_requests_are_refused_before_any_call(
 # -- streaming: drafts never leak, hopeless drafts stop early ------------------------------
 
 
-def _texts(events: list[Any]) -> tuple[str, Any]:
-    assert isinstance(events[-1], Finished)
-    deltas = events[:-1]
-    assert all(isinstance(e, TextDelta) for e in deltas)
-    return "".join(e.text for e in deltas), events[-1].result
-
-
 def test_stream_never_emits_a_rejected_draft(fake: FakeOpenAIServer) -> None:
     engine = wrong_then_right(fake)
     events = list(engine.stream(HI))
-    text, result = _texts(events)
+    text, result = drain(events)
     assert text == "RIGHT answer."
     assert not any("WRONG" in e.text for e in events[:-1])
     assert [(r.model, r.status) for r in result.trace.runs] == [("wrong", "ok"), ("right", "ok")]
@@ -189,8 +183,7 @@ def test_stream_never_emits_a_rejected_draft(fake: FakeOpenAIServer) -> None:
 
 async def test_astream_never_emits_a_rejected_draft(fake: FakeOpenAIServer) -> None:
     engine = wrong_then_right(fake)
-    events = [event async for event in engine.astream(HI)]
-    text, result = _texts(events)
+    text, result = await adrain(engine.astream(HI))
     assert text == "RIGHT answer." and result.model == "right"
     assert "WRONG" not in text
 
@@ -200,8 +193,7 @@ def test_hopeless_draft_is_aborted_early_with_fewer_tokens(fake: FakeOpenAIServe
     below 100 * ln(0.5) even if every remaining token were certain, so it is cut there."""
     engine = wrong_then_right(fake)
     fake.models["wrong"] = FakeModel(tokens=("WRONG",) * 400, logprob=-3.0, chunk_delay_s=0.001)
-    events = list(engine.stream(HI, max_tokens=100))
-    text, result = _texts(events)
+    text, result = drain(engine.stream(HI, max_tokens=100))
     draft = result.trace.runs[0]
     assert draft.model == "wrong" and draft.status == "aborted"
     assert 0 < draft.completion_tokens < 100
@@ -214,7 +206,7 @@ def test_without_max_tokens_a_draft_is_never_aborted(fake: FakeOpenAIServer) -> 
     """The abort bound needs a length limit: with none, any draft could still recover."""
     engine = wrong_then_right(fake)
     fake.models["wrong"] = FakeModel(tokens=("WRONG",) * 40, logprob=-3.0)
-    _, result = _texts(list(engine.stream(HI)))
+    _, result = drain(engine.stream(HI))
     assert result.trace.runs[0].status == "ok"
     assert result.trace.runs[0].completion_tokens == 40
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fake_openai_server import FakeModel, FakeOpenAIServer
+from stream_drain import adrain, drain
 
-from cascade_core.engine import CascadeEngine, CascadeResult, Finished, ModelRun
+from cascade_core.engine import CascadeEngine, CascadeResult, ModelRun
 
 MESSAGES = [{"role": "user", "content": "What is the answer?"}]
 
@@ -51,19 +51,11 @@ def _engine(fake: FakeOpenAIServer, *names: str) -> CascadeEngine:
 def _run_all(engine: CascadeEngine, driver: str) -> CascadeResult:
     if driver == "run":
         return engine.run(MESSAGES, max_tokens=10)
+    if driver == "arun":
+        return asyncio.run(engine.arun(MESSAGES, max_tokens=10))
     if driver == "stream":
-        events = list(engine.stream(MESSAGES, max_tokens=10))
-    else:
-
-        async def collect() -> list[Any]:
-            if driver == "arun":
-                return [Finished(await engine.arun(MESSAGES, max_tokens=10))]
-            return [e async for e in engine.astream(MESSAGES, max_tokens=10)]
-
-        events = asyncio.run(collect())
-    last = events[-1]
-    assert isinstance(last, Finished)
-    return last.result
+        return drain(engine.stream(MESSAGES, max_tokens=10))[1]
+    return asyncio.run(adrain(engine.astream(MESSAGES, max_tokens=10)))[1]
 
 
 def _assert_timed(run: ModelRun, streamed: bool) -> None:

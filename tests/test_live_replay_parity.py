@@ -38,6 +38,7 @@ from cascade_core.signals import FEATURE_NAMES
 from cascade_core.strategies.base import Decision, StateGroup, Strategy
 from tests.fake_logprob_server import FakeLogprobServer, fake_answer
 from tests.fake_openai_server import FakeModel, FakeOpenAIServer
+from tests.stream_drain import drain
 from tests.test_engine_unit import TOOLS
 
 GRADER = "tests.fake_logprob_server:grade"
@@ -134,8 +135,7 @@ def run_live(calibrated: Calibrated, *, stream: bool = False) -> list[LiveReques
         start = len(recorder.seen)
         messages = [{"role": "user", "content": prompt}]
         if stream:
-            events = list(engine.stream(messages, max_tokens=16))
-            result = events[-1].result
+            _, result = drain(engine.stream(messages, max_tokens=16))
         else:
             result = engine.run(messages, max_tokens=16)
         out.append(LiveRequest(result, recorder.seen[start:]))

@@ -20,8 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scripted_openai_server import Reply
 from session_fixtures import PRICES, SYSTEM, TOOLS, agent_script, make_engine
+from stream_drain import adrain, drain
 
-from cascade_core.engine import CascadeEngine, Finished
+from cascade_core.engine import CascadeEngine
 from cascade_core.engine.ladder import INPUT_TOKEN_MARGIN
 from cascade_core.errors import AllModelsFailedError
 from cascade_core.sessions import InMemorySessionStore
@@ -47,11 +48,8 @@ async def _drive(engine: CascadeEngine, driver: str, messages, session: str):
     if driver == "arun":
         return await engine.arun(messages, **kwargs)
     if driver == "stream":
-        events = list(engine.stream(messages, **kwargs))
-    else:
-        events = [e async for e in engine.astream(messages, **kwargs)]
-    assert isinstance(events[-1], Finished)
-    return events[-1].result
+        return drain(engine.stream(messages, **kwargs))[1]
+    return (await adrain(engine.astream(messages, **kwargs)))[1]
 
 
 @pytest.mark.parametrize("style", ["openai", "anthropic"])

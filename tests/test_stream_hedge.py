@@ -15,8 +15,9 @@ from typing import Any
 import litellm
 import pytest
 from fake_latency_provider import FakeLatencyProvider, LatencyProfile, ladder_models, question
+from stream_drain import adrain, drain
 
-from cascade_core.engine import CascadeEngine, CascadeResult, Finished, TextDelta
+from cascade_core.engine import CascadeEngine, CascadeResult
 
 # The big model is slow to finish (60 tokens at 20 per second): a hedge of it is always still
 # streaming when the small draft (fast, 21 tokens at 400 per second) has been judged.
@@ -38,17 +39,9 @@ def _engine(provider: FakeLatencyProvider, **settings: Any) -> CascadeEngine:
 
 
 async def _astream(engine: CascadeEngine, prompt: str, **params: Any) -> tuple[str, CascadeResult]:
-    text = ""
-    result = None
-    async for event in engine.astream(
-        [{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, **params
-    ):
-        if isinstance(event, TextDelta):
-            text += event.text
-        elif isinstance(event, Finished):
-            result = event.result
-    assert result is not None
-    return text, result
+    return await adrain(
+        engine.astream([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, **params)
+    )
 
 
 def _warm(engine: CascadeEngine, provider: FakeLatencyProvider) -> None:
@@ -147,15 +140,16 @@ def test_zero_weights_and_the_sync_stream_never_hedge() -> None:
         _warm(engine, provider)
         prompt = question(6)[0]
         _, free = asyncio.run(_astream(engine, prompt, latency_weights={}))
-        events = list(engine.stream([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS))
+        _, synced = drain(
+            engine.stream([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS)
+        )
         off = _engine(provider, latency_weights=WEIGHTS, hedge=False)
         _warm(off, provider)
         _, disabled = asyncio.run(_astream(off, prompt))
     assert _hedged(free) == [] and free.model == "big"
-    synced = events[-1]
-    assert isinstance(synced, Finished) and _hedged(synced.result) == []
+    assert _hedged(synced) == []
     assert _hedged(disabled) == []
-    assert [r.model for r in free.trace.runs] == [r.model for r in synced.result.trace.runs]
+    assert [r.model for r in free.trace.runs] == [r.model for r in synced.trace.runs]
 
 
 def test_a_caller_that_stops_reading_closes_the_hedge() -> None:

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scripted_openai_server import Rejected, Reply, ScriptedServer
+from stream_drain import adrain, drain
 
-from cascade_core.engine import CascadeEngine, Finished, ModelAnswer, RouterConfig, TextDelta
+from cascade_core.engine import CascadeEngine, ModelAnswer, RouterConfig
 from cascade_core.engine.verifier import (
     VERDICT_TOKENS,
     answer_text,
@@ -216,30 +217,19 @@ def test_a_failing_verifier_loses_no_request_and_leaks_no_key(server, monkeypatc
 # -- streams -------------------------------------------------------------------------
 
 
-def _streamed(events: list[Any]) -> tuple[str, Any]:
-    assert isinstance(events[-1], Finished)
-    return "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1].result
-
-
 @pytest.mark.parametrize("driver", ["stream", "astream"])
 def test_streams_never_show_a_draft_the_verifier_rejected(server, driver: str) -> None:
     engine = _engine(server.api_base, {})
     before = len(server.requests)
     if driver == "stream":
-        events = list(engine.stream(HARD))
+        text, result = drain(engine.stream(HARD))
     else:
-
-        async def collect() -> list[Any]:
-            return [e async for e in engine.astream(HARD)]
-
-        events = asyncio.run(collect())
-    text, result = _streamed(events)
+        text, result = asyncio.run(adrain(engine.astream(HARD)))
     assert text == LARGE == result.content and SMALL_WRONG not in text
     assert [run.verifies for run in _verifications(result)] == ["small"]
     (request,) = _judge_requests(server, before)
     assert not request.get("stream")
-    accepted = list(engine.stream(EASY))
-    assert _streamed(accepted)[0] == SMALL_RIGHT  # a verified draft is sent once accepted
+    assert drain(engine.stream(EASY))[0] == SMALL_RIGHT  # a verified draft is sent once accepted
 
 
 # -- the cost cap, with verification --------------------------------------------------
@@ -590,13 +580,9 @@ def test_a_hedge_streams_on_while_the_draft_is_verified(small_right: bool) -> No
     weights = {"ttft_usd_per_s": 1e-3, "total_usd_per_s": 1e-3}
 
     async def astream(engine: CascadeEngine, prompt: str, **params: Any):
-        events = [
-            e
-            async for e in engine.astream(
-                [{"role": "user", "content": prompt}], max_tokens=60, **params
-            )
-        ]
-        return _streamed(events)
+        return await adrain(
+            engine.astream([{"role": "user", "content": prompt}], max_tokens=60, **params)
+        )
 
     with (
         FakeLatencyProvider({"small": fast, "big": slow}) as provider,

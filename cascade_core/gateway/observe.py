@@ -23,15 +23,15 @@ from cascade_core.engine.ladder import LadderModel
 
 @dataclass
 class CallRecord:
-    """One model call: its decision, wall-clock start and end (ns since the epoch), outcome."""
+    """One model call: its model, decision, wall-clock start and end (ns since the epoch),
+    outcome. The model is kept whole, not as a ladder index: the verifier's index names no
+    rung."""
 
-    model_index: int
+    model: LadderModel
     decision: str
     started_ns: int
     ended_ns: int | None = None
     run: ModelRun | None = None
-    # The model called: a ladder rung, or the verifier (whose index names no rung)
-    model: LadderModel | None = None
 
 
 @dataclass
@@ -87,12 +87,7 @@ class _ObservedRun:
         if call is not None:
             decisions = self._run.trace.decisions
             self._log.calls.append(
-                CallRecord(
-                    call.model.index,
-                    decisions[-1] if decisions else "",
-                    time.time_ns(),
-                    model=call.model,
-                )
+                CallRecord(call.model, decisions[-1] if decisions else "", time.time_ns())
             )
         return call
 
@@ -111,7 +106,7 @@ class _ObservedRun:
         record(call, *args, **kwargs)
         ended = time.time_ns()
         for entry in reversed(self._log.calls):
-            if entry.model_index == call.model.index and entry.ended_ns is None:
+            if entry.model.index == call.model.index and entry.ended_ns is None:
                 entry.ended_ns = ended
                 entry.run = runs[-1] if len(runs) > before else None
                 break

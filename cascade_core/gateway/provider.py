@@ -79,7 +79,6 @@ class _Request:
             telemetry.observe(
                 telemetry.RequestRecord(
                     ladder=self.ladder,
-                    engine=self.engine,
                     log=self.log,
                     started_ns=self.started_ns,
                     ended_ns=time.time_ns(),

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from cascade_core.engine import CascadeEngine, CascadeResult
+from cascade_core.engine import CascadeResult
 from cascade_core.gateway.observe import CallLog
 
 TRACING_ENV = "CASCADE_ROUTER_TRACING"
@@ -35,7 +35,6 @@ class RequestRecord:
     """Everything telemetry needs about one finished (or failed) cascade request."""
 
     ladder: str
-    engine: CascadeEngine
     log: CallLog
     started_ns: int
     ended_ns: int
@@ -155,9 +154,8 @@ class _Tracing:
             root.set_status(Status(StatusCode.ERROR, _error_text(record.error)))
             root.set_attribute("error.type", type(record.error).__name__)
         context = _context_of(root)
-        ladder = record.engine.parts.ladder
         for call in record.log.calls:
-            model = call.model or ladder[call.model_index]
+            model = call.model
             span = self.tracer.start_span(
                 f"chat {model.spec.model}",
                 context=context,
