@@ -7,8 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# No per-example time limit: hypothesis's default 200 ms deadline is a timing threshold, and
+# on a loaded two-core CI machine a first example that imports a module or starts a thread
+# pool exceeds it and fails a correct test. Properties are about values, never speed.
+settings.register_profile("cascade-router", deadline=None)
+settings.load_profile("cascade-router")
 
 EXAMPLE_LADDER = Path(__file__).resolve().parent.parent / "examples" / "local-ladder.yaml"
 
