@@ -353,7 +353,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--setups", default="fake,local", help="comma-separated: fake, local")
-    parser.add_argument("--questions", type=int, default=16, help="fake set-up questions")
+    parser.add_argument("--questions", type=int, default=32, help="fake set-up questions")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.setups.split(",") if s.strip()]
     unknown = sorted(set(chosen) - {"fake", "local"})
