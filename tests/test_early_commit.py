@@ -179,11 +179,18 @@ def test_calibrate_fits_the_prefix_model_and_reports_it(scripted: Any) -> None:
     rule = draft["commit_rule"]
     assert 0 < rule["committed_share"] < 1 and rule["mean_tokens_at_commit"] >= 8
     assert draft["kind"] == "prefix_regression"
+    # Every row has a reference, and every draft the cascade escalates is wrong where the
+    # final model is right: each commit that changed the answer costs one right answer.
+    assert rule["quality_cost_rows"] == len(KINDS)
+    assert rule["quality_cost"] == pytest.approx(
+        rule["would_have_escalated_share"] * rule["committed_share"]
+    )
     # Run first, the final model would draft too, and the cascade accepts all its answers:
     # no prefix can tell its outcomes apart, so its probability is the rule of succession.
     final = report.early_commit["models"]["final"]
     assert final["kind"] == "base_rate" and final["p_accept"] == pytest.approx(41 / 42)
     assert "40 of 40 drafts accepted" in final["reason"]
+    assert final["commit_rule"]["quality_cost"] == 0.0
     saved = json.loads(profile.read_text())["early_commit"]
     assert saved["features"] == list(FEATURES) and set(saved["models"]) == {"draft", "final"}
 
@@ -392,6 +399,25 @@ def test_one_outcome_gets_the_rule_of_succession() -> None:
         "reason": "no draft has more than 4 tokens",
     }
     assert fit.model.models == {}
+
+
+def test_the_quality_cost_counts_only_commits_that_changed_the_answer() -> None:
+    """59 of 60 drafts accepted: the rule of succession (60/62) commits all of them, so the
+    one escalated draft is committed too, and its gain (the judged answer was right, the
+    draft wrong) is the quality lost, per drafted request; without references it is None."""
+    gains = [0.0] * 59 + [1.0]
+    drafts = [
+        Draft(i, "m", [SURE] * 20, None, 0.7, i < 59, gain_if_judged=g) for i, g in enumerate(gains)
+    ]
+    rule = fit_prefix_model(drafts, threshold=0.95, min_tokens=8).report["models"]["m"]
+    assert rule["kind"] == "base_rate"
+    assert rule["commit_rule"]["quality_cost"] == pytest.approx(1 / 60)
+    assert rule["commit_rule"]["quality_cost_rows"] == 60
+    strict = fit_prefix_model(drafts, threshold=0.99, min_tokens=8).report["models"]["m"]
+    assert strict["commit_rule"]["quality_cost"] == 0.0  # nothing commits at 0.99
+    unlabelled = [Draft(d.row, "m", d.logprobs, None, 0.7, d.accepted) for d in drafts]
+    rule = fit_prefix_model(unlabelled, threshold=0.95, min_tokens=8).report["models"]["m"]
+    assert rule["commit_rule"]["quality_cost"] is None
 
 
 # -- properties ---------------------------------------------------------------------------------

@@ -133,7 +133,8 @@ def run_calibration(
     )
     if latency is not None:
         profile[LATENCY_SECTION] = latency
-    commit = fit_early_commit(config, profile, requests, answers)
+    correct = np.where(calibration.labelled[:, None], calibration.dataset.quality, np.nan)
+    commit = fit_early_commit(config, profile, requests, answers, correct)
     if isinstance(commit, str):
         commit_report: dict[str, Any] = {"fitted": False, "reason": commit}
     else:

@@ -7,7 +7,10 @@ the label is whether that run then stops (accepts the draft) or escalates. So th
 use the served estimator, strategy, lambda and latency weights, and no second copy of the
 decision rule exists. `cascade_core.fitting.commit_model` fits P(accept | prefix) on them.
 
-No reference answers are needed: the label is the cascade's decision, not correctness.
+No reference answers are needed for the label, which is the cascade's decision, not
+correctness. Where a row has one, the run goes on with the row's other answers to the
+answer the cascade gives after judging the whole draft, and the draft records how much
+better that answer is (`Draft.gain_if_judged`): what committing it would cost in quality.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cascade_core.engine import CascadeEngine, CascadeRun, ModelAnswer, RouterConfig
+from cascade_core.engine import CascadeEngine, CascadeRun, ModelAnswer, ModelCall, RouterConfig
 from cascade_core.engine.config import EarlyCommitSpec
 from cascade_core.engine.request import build_request
 from cascade_core.fitting.commit_model import CommitFit, Draft, fit_prefix_model
@@ -34,9 +37,11 @@ def fit_early_commit(
     profile: dict[str, Any],
     requests: Sequence[dict[str, Any]],
     answers: Sequence[Sequence[ModelAnswer | None]],
+    correct: np.ndarray | None = None,
 ) -> CommitFit | str:
     """The prefix model fitted on ``answers`` (row by ladder model) of ``requests``, or why
-    there is none. ``profile`` is the profile dict about to be written."""
+    there is none. ``profile`` is the profile dict about to be written; ``correct`` (row by
+    model, NaN where a row has no reference) prices the commits in quality."""
     if config.verifier is not None and config.verifier.verify == "always":
         return (
             "verifier.verify is 'always': every draft is verified before it is judged, so "
@@ -48,7 +53,7 @@ def fit_early_commit(
         engine = CascadeEngine(
             config.model_copy(update={"profile": path, "early_commit": EarlyCommitSpec()})
         )
-        drafts = label_drafts(engine, requests, answers)
+        drafts = label_drafts(engine, requests, answers, correct)
     if not drafts:
         return "no drafting model answered with token logprobs, so no prefix can be judged"
     spec = config.early_commit
@@ -59,6 +64,7 @@ def label_drafts(
     engine: CascadeEngine,
     requests: Sequence[dict[str, Any]],
     answers: Sequence[Sequence[ModelAnswer | None]],
+    correct: np.ndarray | None = None,
 ) -> list[Draft]:
     """Every (row, drafting model) answer with token logprobs, labelled by ``engine``."""
     labels = [m.label for m in engine.ladder]
@@ -91,9 +97,39 @@ def label_drafts(
                     top_logprobs=answer.tokens.top_logprobs,
                     ex_ante_quality=ex_ante,
                     accepted=following is None,
+                    gain_if_judged=_gain_if_judged(
+                        run,
+                        following,
+                        row_answers,
+                        index,
+                        None if correct is None else correct[row],
+                    ),
                 )
             )
     return drafts
+
+
+def _gain_if_judged(
+    run: CascadeRun,
+    following: ModelCall | None,
+    row_answers: Sequence[ModelAnswer | None],
+    draft: int,
+    correct: np.ndarray | None,
+) -> float | None:
+    """Correctness of the answer ``run`` ends with, fed the row's other answers, minus the
+    draft's; None without a reference or when an answer it would need is missing."""
+    if correct is None or np.isnan(correct[draft]):
+        return None
+    while following is not None:
+        answer = row_answers[following.model.index]
+        if following.verifies is not None or answer is None:
+            return None
+        run.record_answer(following, answer, 0.0, streamed=True)
+        following = run.next_call()
+    final = run.result().model_index
+    if np.isnan(correct[final]):
+        return None
+    return float(correct[final] - correct[draft])
 
 
 def dev_requests(rows: Sequence[Any]) -> list[dict[str, Any]]:

@@ -21,7 +21,11 @@ label, so splitting them would leak it) and are stratified by that label. The di
 are nested: each outer fold chooses its penalty on its own training rows only, so the
 reported log loss, Brier score and calibration error are out of sample. They also replay
 the commit rule itself on the out-of-fold probabilities: how many drafts would commit at the
-configured threshold, and how many of those the whole-draft judgement would have escalated.
+configured threshold, how many of those the whole-draft judgement would have escalated, and,
+on rows with a reference answer, what those commits cost in quality: per draft, the
+correctness of the answer the cascade gives after judging the whole draft minus the
+draft's, summed over the commits that changed the answer (``quality_cost``, in the dev set's
+quality units per drafted request; negative when the commits kept better answers).
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ class Draft:
     top_logprobs: Sequence[Sequence[float]] | None
     ex_ante_quality: float
     accepted: bool
+    # Correctness of the answer the cascade gives when it judges this whole draft minus the
+    # draft's own, on a row with a reference answer (None without one): what committing the
+    # draft costs in quality. 0 when the draft is accepted.
+    gain_if_judged: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,8 @@ def fit_prefix_model(
     labels = list(dict.fromkeys(d.model for d in drafts))
     for label in labels:
         mine = samples.model == label
-        outcome = _fit_model(samples, mine, threshold, min_tokens, lengths, n_folds, seed)
+        gains = {d.row: d.gain_if_judged for d in drafts if d.model == label}
+        outcome = _fit_model(samples, mine, gains, threshold, min_tokens, lengths, n_folds, seed)
         if isinstance(outcome, str):
             report["models"][label] = {"fitted": False, "reason": outcome}
             continue
@@ -146,6 +155,7 @@ def fit_prefix_model(
 def _fit_model(
     samples: PrefixSamples,
     mine: np.ndarray,
+    gains: dict[int, float | None],
     threshold: float,
     min_tokens: int,
     lengths: Sequence[int],
@@ -165,7 +175,7 @@ def _fit_model(
     if not verdict:
         return f"no draft has more than {min(lengths)} tokens"
     if min(accepted, escalated) < MIN_DRAFTS_PER_OUTCOME:
-        return _base_rate(verdict, accepted, escalated, threshold)
+        return _base_rate(verdict, gains, accepted, escalated, threshold)
     folds = _row_folds(verdict, min(n_folds, accepted, escalated), seed)[rows]
     l2, _ = _choose_l2(x, y, folds)
     model = fit_logistic(x, y, l2=l2)
@@ -187,13 +197,17 @@ def _fit_model(
             for k in lengths
             if (ks == k).any()
         },
-        "commit_rule": _replay_commits(oof, rows, ks, verdict, threshold, min_tokens),
+        "commit_rule": _replay_commits(oof, rows, ks, verdict, gains, threshold, min_tokens),
     }
     return model, entry
 
 
 def _base_rate(
-    verdict: dict[int, float], accepted: int, escalated: int, threshold: float
+    verdict: dict[int, float],
+    gains: dict[int, float | None],
+    accepted: int,
+    escalated: int,
+    threshold: float,
 ) -> tuple[LogisticModel, dict[str, Any]]:
     """The constant model of the rule of succession (module doc), and its report."""
     drafts = len(verdict)
@@ -221,6 +235,7 @@ def _base_rate(
             "would_have_escalated_share": escalated / drafts if committed else None,
             "escalated_drafts_committed_share": (1.0 if committed else 0.0) if escalated else None,
             "mean_tokens_at_commit": None,
+            **quality_cost(list(verdict) if committed else [], verdict, gains),
         },
     }
 
@@ -280,6 +295,7 @@ def _replay_commits(
     rows: np.ndarray,
     ks: np.ndarray,
     verdict: dict[int, float],
+    gains: dict[int, float | None],
     threshold: float,
     min_tokens: int,
 ) -> dict[str, Any]:
@@ -301,4 +317,20 @@ def _replay_commits(
         # Of the drafts the cascade escalates, those committed anyway.
         "escalated_drafts_committed_share": (len(wrong) / len(escalated)) if escalated else None,
         "mean_tokens_at_commit": (float(np.mean(list(committed.values()))) if committed else None),
+        **quality_cost(list(committed), verdict, gains),
+    }
+
+
+def quality_cost(
+    committed: Sequence[int], verdict: dict[int, float], gains: dict[int, float | None]
+) -> dict[str, Any]:
+    """What the commits cost in quality per drafted request (module doc), on the drafts
+    whose row has a reference answer; None when no row has one."""
+    known = [r for r in verdict if gains.get(r) is not None]
+    if not known:
+        return {"quality_cost": None, "quality_cost_rows": 0}
+    changed = [r for r in committed if verdict[r] == 0.0 and gains.get(r) is not None]
+    return {
+        "quality_cost": float(sum(gains[r] for r in changed)) / len(known),  # type: ignore[misc]
+        "quality_cost_rows": len(known),
     }
