@@ -199,7 +199,10 @@ def calibrated_profiles(
                 for key in ("kind", "reason", "drafts", "accept_rate", "p_accept", "cv")
                 if key in entry
             }
-            | {"committed_share": (entry.get("commit_rule") or {}).get("committed_share")}
+            | {
+                key: (entry.get("commit_rule") or {}).get(key)
+                for key in ("committed_share", "would_have_escalated_share", "quality_cost")
+            }
             for model, entry in report.early_commit.get("models", {}).items()
         }
     return profiles, fits
