@@ -89,6 +89,8 @@ def label_drafts(
             following = run.next_call()
             if following is not None and following.verifies is not None:
                 continue  # judged only after a verification: never committed early
+            if following is not None and following.model.index == index:
+                continue  # a fixed-order strategy asks for it again: never drafted first live
             drafts.append(
                 Draft(
                     row=row,
@@ -120,10 +122,15 @@ def _gain_if_judged(
     draft's; None without a reference or when an answer it would need is missing."""
     if correct is None or np.isnan(correct[draft]):
         return None
+    recorded = {draft}
     while following is not None:
-        answer = row_answers[following.model.index]
-        if following.verifies is not None or answer is None:
+        index = following.model.index
+        answer = row_answers[index]
+        # A model asked for twice is a run no live request reaches: a strategy with a fixed
+        # order (threshold cascade) first on a model that is not its first.
+        if following.verifies is not None or answer is None or index in recorded:
             return None
+        recorded.add(index)
         run.record_answer(following, answer, 0.0, streamed=True)
         following = run.next_call()
     final = run.result().model_index
