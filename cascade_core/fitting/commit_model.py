@@ -329,8 +329,8 @@ def quality_cost(
     known = [r for r in verdict if gains.get(r) is not None]
     if not known:
         return {"quality_cost": None, "quality_cost_rows": 0}
-    changed = [r for r in committed if verdict[r] == 0.0 and gains.get(r) is not None]
+    lost = [gains[r] for r in committed if verdict[r] == 0.0]
     return {
-        "quality_cost": float(sum(gains[r] for r in changed)) / len(known),  # type: ignore[misc]
+        "quality_cost": float(sum(g for g in lost if g is not None)) / len(known),
         "quality_cost_rows": len(known),
     }
