@@ -75,14 +75,17 @@ def ladder(api_base: str, **extra: Any) -> dict[str, Any]:
     return {"models": models, "budget": {"lambda": 10.0}, "num_retries": 0, **extra}
 
 
-def wait_for_events(path: Path, count: int, limit_s: float = 60.0) -> list[dict[str, Any]]:
-    """LiteLLM dispatches success events after the response; wait (bounded) until ``count``
-    cascade events are written. The engine's own calls finish, and would have been logged,
-    before their cascade's response, so by then any inner event would be there too."""
+def wait_for_events(path: Path, prompts: list[str], limit_s: float = 60.0) -> list[dict[str, Any]]:
+    """The events of the requests that sent ``prompts`` (in arrival order). LiteLLM
+    dispatches success events after the response; wait (bounded) until each prompt has its
+    cascade event. The engine's own calls carry the same prompt and finish, and would have
+    been logged, before their cascade's response, so by then any inner event is there too;
+    a previous test's late events carry other prompts and are left out."""
     deadline = time.monotonic() + limit_s
     while True:
-        events = read_events(path)
-        if sum(e["model"] == "ladder" for e in events) >= count or time.monotonic() > deadline:
+        events = [e for e in read_events(path) if e.get("prompt") in prompts]
+        cascades = sum(e["model"] == "ladder" for e in events)
+        if cascades >= len(prompts) or time.monotonic() > deadline:
             return events
         time.sleep(0.2)
 
@@ -138,17 +141,17 @@ def test_escalated_answer_names_its_model_and_costs_every_draft(scripted_proxy) 
 
 def test_litellm_accounting_sees_each_cascade_once_at_its_full_cost(scripted_proxy) -> None:
     proxy, _, spend_log = scripted_proxy
-    spend_log.unlink(missing_ok=True)
     api = client(proxy)
+    prompts = [f"Accounting question {i}?" for i in range(3)] + ["Streamed question?"]
     costs = []
-    for i in range(3):
+    for prompt in prompts[:3]:
         raw = api.chat.completions.with_raw_response.create(
-            model="ladder", messages=[{"role": "user", "content": f"Question {i}?"}], max_tokens=32
+            model="ladder", messages=[{"role": "user", "content": prompt}], max_tokens=32
         )
         costs.append(float(raw.headers["x-cascade-cost-usd"]))
     stream = api.chat.completions.create(
         model="ladder",
-        messages=[{"role": "user", "content": "Streamed question?"}],
+        messages=[{"role": "user", "content": prompts[3]}],
         max_tokens=32,
         stream=True,
         stream_options={"include_usage": True},
@@ -156,10 +159,12 @@ def test_litellm_accounting_sees_each_cascade_once_at_its_full_cost(scripted_pro
     chunks = list(stream)
     summary = next(c.model_extra["cascade"] for c in chunks if c.model_extra.get("cascade"))
     costs.append(summary["cost_usd"])
-    events = wait_for_events(spend_log, 4)
+    events = wait_for_events(spend_log, prompts)
     assert [e["event"] for e in events] == ["success"] * 4, events  # no inner-call events
     assert {e["model"] for e in events} == {"ladder"}
-    for event, cost in zip(events, costs, strict=True):
+    assert sorted(e["prompt"] for e in events) == sorted(prompts)
+    for event in events:
+        cost = costs[prompts.index(event["prompt"])]
         assert math.isclose(event["response_cost"], cost, rel_tol=1e-9)
     assert math.isclose(summary["cost_usd"], sum(r["cost_usd"] for r in summary["runs"]))
 
