@@ -71,7 +71,7 @@ def test_bench_json_schema(tmp_path):
         assert {d["model"] for d in diagnostics} == {"small", "medium", "large"}
         for d in diagnostics:
             assert 0 <= d["brier"] <= 1 and 0 <= d["ece"] <= 1 and d["log_loss"] > 0
-            assert d["features"] in ("floor", "full") and d["cv_log_loss"] > 0
+            assert d["features"] in ("floor", "full", "full_task_slopes") and d["cv_log_loss"] > 0
     assert plot.stat().st_size > 0
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cascade_core.estimators import (
     PROFILE_VERSION,
+    FeatureSpec,
     ProfileVersionError,
     QueryObservation,
     fit_logistic,
@@ -19,6 +23,7 @@ from cascade_core.estimators import (
     profile_from_dict,
     profile_to_dict,
     save_profile,
+    table_from_observation,
 )
 from cascade_core.fitting import (
     NOISE_LEVELS,
@@ -26,10 +31,14 @@ from cascade_core.fitting import (
     fit_quality_estimator,
     staged_estimates,
 )
+from cascade_core.fitting.features import spec_for_dataset
+from cascade_core.fitting.quality import log_loss
 from cascade_core.replay import ReplayDataset
 
 
-def synthetic_replay(n: int = 400, seed: int = 0, k: int = 3) -> ReplayDataset:
+def synthetic_replay(
+    n: int = 400, seed: int = 0, k: int = 3, tasks: tuple[str, ...] = ("t",)
+) -> ReplayDataset:
     """Each model's logged confidence is its true P(correct) plus a little noise."""
     rng = np.random.default_rng(seed)
     p = rng.uniform(0.05, 0.95, (n, k))
@@ -41,7 +50,7 @@ def synthetic_replay(n: int = 400, seed: int = 0, k: int = 3) -> ReplayDataset:
         model_names=[f"m{j}" for j in range(k)],
         query_ids=[str(i) for i in range(n)],
         prompts=["x" * int(v) for v in rng.integers(5, 50, n)],
-        tasks=["t"] * n,
+        tasks=[tasks[i % len(tasks)] for i in range(n)],
         quality=correct,
         cost=np.tile(np.geomspace(1e-5, 1e-3, k), (n, 1)),
         signals={"confidence_logprob": confidence},
@@ -82,10 +91,12 @@ def test_posthoc_estimate_tracks_the_logged_confidence():
     assert np.allclose(final.covariance, 0)
 
 
-def test_live_prediction_matches_the_batch_path():
-    fit, holdout = synthetic_replay().split(0.5, seed=0)
+@pytest.mark.parametrize("tasks", [("t",), ("mc", "open", "math")])
+def test_live_prediction_matches_the_batch_path(tasks):
+    fit, holdout = synthetic_replay(tasks=tasks).split(0.5, seed=0)
     estimator = fit_quality_estimator(fit, holdout)
-    test = synthetic_replay(n=20, seed=3)
+    assert set(estimator.spec.slope_tasks) == (set(tasks) if len(tasks) > 1 else set())
+    test = synthetic_replay(n=20, seed=3, tasks=tasks)
     batch, _ = staged_estimates(estimator, test).state(frozenset({0, 1}))
     for i in range(test.n_queries):
         observation = QueryObservation(
@@ -100,18 +111,84 @@ def test_live_prediction_matches_the_batch_path():
         np.testing.assert_allclose(live, batch[i], rtol=1e-12)
 
 
-def test_profile_round_trip_is_exact(tmp_path):
-    fit, holdout = synthetic_replay().split(0.5, seed=0)
+@pytest.mark.parametrize("tasks", [("t",), ("mc", "open")])
+def test_profile_round_trip_is_exact(tmp_path, tasks):
+    fit, holdout = synthetic_replay(tasks=tasks).split(0.5, seed=0)
     estimator = fit_quality_estimator(fit, holdout)
     path = tmp_path / "profile.json"
     save_profile(path, estimator)
     loaded = load_profile(path)
-    test = synthetic_replay(n=50, seed=9)
+    assert loaded.spec == estimator.spec
+    test = synthetic_replay(n=50, seed=9, tasks=tasks)
     for state in [frozenset(), frozenset({1}), frozenset({0, 2})]:
         a, ua = staged_estimates(estimator, test).state(state)
         b, ub = staged_estimates(loaded, test).state(state)
         assert np.array_equal(a, b)
         assert np.array_equal(ua.covariance, ub.covariance)
+
+
+def two_meaning_replay(n: int, seed: int) -> ReplayDataset:
+    """One model whose logged signal means opposite things in two tasks: in "mc" it is the
+    log-probability of being right, in "open" the log-probability of being wrong (as a
+    signal can invert between an answer token's logprob and a verifier's P(True))."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.05, 0.95, n)
+    correct = (rng.random(n) < p).astype(float)
+    tasks = np.array(["mc", "open"])[np.arange(n) % 2]
+    signal = np.where(tasks == "mc", np.log(p), np.log1p(-p))
+    return ReplayDataset(
+        name="two-meanings",
+        model_names=["m0"],
+        query_ids=[str(i) for i in range(n)],
+        prompts=["question"] * n,
+        tasks=list(tasks),
+        quality=correct[:, None],
+        cost=np.full((n, 1), 1e-5),
+        signals={"confidence_logprob": signal[:, None]},
+    )
+
+
+def test_per_task_slopes_fit_a_signal_whose_meaning_differs_by_task():
+    """A slope shared across tasks cancels out here (the floor is about the base rate); CV
+    picks the per-task slopes, which predict better out of fold and on new rows."""
+    estimator = fit_quality_estimator(two_meaning_replay(600, 0))
+    choice = estimator.crossfit.choices[(0, (0,))]
+    assert choice.features == "full_task_slopes"
+    assert choice.cv_log_loss < choice.floor_cv_log_loss - 0.05
+    test = two_meaning_replay(2000, 1)
+    quality, _ = staged_estimates(estimator, test).state(frozenset({0}))
+    shared = fit_quality_estimator(
+        two_meaning_replay(600, 0), spec=replace(estimator.spec, task_slopes=False)
+    )
+    shared_quality, _ = staged_estimates(shared, test).state(frozenset({0}))
+    target = test.quality[:, 0]
+    assert log_loss(target, quality[:, 0]) < log_loss(target, shared_quality[:, 0]) - 0.05
+    for task in ("mc", "open"):
+        rows = np.array(test.tasks) == task
+        truth = np.where(
+            task == "mc",
+            np.exp(test.signals["confidence_logprob"][rows, 0]),
+            -np.expm1(test.signals["confidence_logprob"][rows, 0]),
+        )
+        assert np.corrcoef(quality[rows, 0], truth)[0, 1] > 0.9
+
+
+def test_a_profile_written_before_task_slopes_loads_without_them():
+    """Profiles from before per-task slopes have no ``task_slopes`` field: they load with
+    none and estimate what they estimated."""
+    fit, holdout = synthetic_replay(n=60, tasks=("a", "b")).split(0.5, seed=0)
+    spec = replace(spec_for_dataset(fit), task_slopes=False)
+    estimator = fit_quality_estimator(fit, holdout, spec=spec)
+    data = json.loads(json.dumps(profile_to_dict(estimator)))
+    del data["features"]["task_slopes"]
+    loaded = profile_from_dict(data)
+    assert loaded.spec == spec
+    test = synthetic_replay(n=30, seed=4, tasks=("a", "b"))
+    for state in [frozenset(), frozenset({0, 1})]:
+        assert np.array_equal(
+            staged_estimates(loaded, test).state(state)[0],
+            staged_estimates(estimator, test).state(state)[0],
+        )
 
 
 @pytest.mark.parametrize("version", [0, PROFILE_VERSION + 1, "1"])
@@ -157,3 +234,38 @@ def test_live_estimators_and_budget_load_no_replay_or_fitting_code() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@settings(max_examples=60)
+@given(
+    n_models=st.integers(1, 4),
+    tasks=st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=12),
+    source=st.sampled_from(["confidence", "logprobs", "logprobs+confidence", "none"]),
+    slopes=st.booleans(),
+    ran=st.sets(st.integers(0, 3)),
+    data=st.data(),
+)
+def test_state_columns_match_their_names_for_every_spec(n_models, tasks, source, slopes, ran, data):
+    """Whatever the spec, the state matrix has one column per name, in one layout for the
+    replay table and a live observation; per-task slope columns are 0 off their task."""
+    known = tuple(dict.fromkeys(tasks))
+    spec = FeatureSpec(
+        model_names=tuple(f"m{i}" for i in range(n_models)),
+        tasks=known,
+        posthoc_source=source,
+        task_slopes=slopes,
+    )
+    state = sorted(r for r in ran if r < n_models)
+    posthoc = {
+        m: {name: data.draw(st.floats(-20, 0)) for name in spec.posthoc_names} for m in state
+    }
+    task = data.draw(st.sampled_from([*known, "unseen"]))
+    table = table_from_observation(spec, QueryObservation(prompt="q", task=task, posthoc=posthoc))
+    x = table.state_matrix(state)
+    names = spec.state_names(state)
+    assert x.shape == (1, len(names))
+    for column, name in zip(x[0], names, strict=True):
+        if "*" in name:
+            slope_task = name.split("*")[0].removeprefix("task=")
+            if slope_task != task:
+                assert column == 0.0

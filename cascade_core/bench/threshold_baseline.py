@@ -21,7 +21,6 @@ from itertools import product
 import numpy as np
 
 from cascade_core.fitting.features import spec_for_dataset, table_from_dataset
-from cascade_core.fitting.quality import PRIMARY_SIGNAL
 from cascade_core.replay import ReplayDataset
 
 GRID = 20
@@ -33,7 +32,7 @@ _CHUNK_CELLS = 4_000_000
 def raw_confidence(data: ReplayDataset) -> np.ndarray | None:
     """(n, k) primary signal per model, -inf where missing; None when nothing is logged."""
     spec = spec_for_dataset(data)
-    primary = PRIMARY_SIGNAL.get(spec.posthoc_source)
+    primary = spec.primary_signal
     if primary is None:
         return None
     table = table_from_dataset(spec, data)

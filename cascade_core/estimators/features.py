@@ -10,7 +10,13 @@ estimator (only the coefficients differ per (model, R)):
   (``confidence_logprob``, as a logprob and as a probability), or both
   (``logprobs+confidence``: logprobs and a confidence of its own, such as a verifier's
   P(yes), `cascade_core.engine.verifier`), plus, once two or more models ran, the fraction
-  of the other models in R whose answer agrees with r's.
+  of the other models in R whose answer agrees with r's;
+* with several tasks (``task_slopes``), per model r in R and task t, r's primary signal
+  (`PRIMARY_SIGNAL`) where the query is of task t, else 0: a slope of that signal per task.
+  One signal often means different things in different tasks (an answer token's logprob on
+  multiple choice, a self-verification P(True) on open answers), so a slope shared across
+  tasks is miscalibrated in each; with an L2 penalty these columns shrink the per-task
+  slopes toward the shared one.
 
 The ``confidence_logprob`` signal means one thing everywhere (`confidence_signal`): the
 logged confidence, else the log-probability of the whole answer (its token logprobs' sum),
@@ -45,6 +51,15 @@ CONFIDENCE_FLOOR = -20.0
 
 PostHocSource = str  # "logprobs" | "confidence" | "logprobs+confidence" | "none"
 COMBINED_SOURCE = "logprobs+confidence"
+# The raw signal of each post-hoc source that a model's estimates start from (its floor
+# calibration, `cascade_core.fitting.quality`) and that gets per-task slopes. With both
+# sources it is the confidence: a verifier's P(yes) where one was asked, else the answer's
+# log-probability (`confidence_signal`), so every model has its own signal there.
+PRIMARY_SIGNAL = {
+    "confidence": "conf_logprob",
+    "logprobs": "lp_mean",
+    COMBINED_SOURCE: "conf_logprob",
+}
 
 
 def confidence_signal(logged: float | None, answer_logprob: float | None) -> float:
@@ -67,10 +82,23 @@ class FeatureSpec:
     embedding_dim: int = 0
     posthoc_source: PostHocSource = "confidence"
     use_agreement: bool = True
+    task_slopes: bool = False
 
     @property
     def n_models(self) -> int:
         return len(self.model_names)
+
+    @property
+    def primary_signal(self) -> str | None:
+        """The post-hoc feature each model's estimates start from (`PRIMARY_SIGNAL`)."""
+        return PRIMARY_SIGNAL.get(self.posthoc_source)
+
+    @property
+    def slope_tasks(self) -> tuple[str, ...]:
+        """The tasks that get a slope of their own on each run model's primary signal."""
+        if self.task_slopes and len(self.tasks) > 1 and self.primary_signal is not None:
+            return self.tasks
+        return ()
 
     @property
     def posthoc_names(self) -> tuple[str, ...]:
@@ -97,6 +125,9 @@ class FeatureSpec:
             names += [f"{model}:{p}" for p in self.posthoc_names]
             if self.use_agreement and len(ran) >= 2:
                 names.append(f"{model}:agreement")
+        for r in sorted(ran):
+            model = self.model_names[r]
+            names += [f"task={t}*{model}:{self.primary_signal}" for t in self.slope_tasks]
         return names
 
     def to_dict(self) -> dict[str, object]:
@@ -106,6 +137,7 @@ class FeatureSpec:
             "embedding_dim": self.embedding_dim,
             "posthoc_source": self.posthoc_source,
             "use_agreement": self.use_agreement,
+            "task_slopes": self.task_slopes,
         }
 
     @classmethod
@@ -121,6 +153,7 @@ class FeatureSpec:
             embedding_dim=fields.embedding_dim,
             posthoc_source=fields.posthoc_source,
             use_agreement=fields.use_agreement,
+            task_slopes=fields.task_slopes,
         )
 
 
@@ -139,6 +172,8 @@ class FeatureSpecFields(BaseModel):
     embedding_dim: StrictInt = Field(ge=0, le=MAX_EMBEDDING_DIM)
     posthoc_source: Literal["logprobs", "confidence", "logprobs+confidence", "none"]
     use_agreement: StrictBool
+    # Profiles written before per-task slopes existed have none.
+    task_slopes: StrictBool = False
 
     @field_validator("model_names", "tasks")
     @classmethod
@@ -187,11 +222,15 @@ def posthoc_from_logprobs(
 
 @dataclass(frozen=True)
 class FeatureTable:
-    """Features of n queries: ex-ante (n, a), post-hoc (n, k, p), pairwise agreement (n, k, k)."""
+    """Features of n queries: ex-ante (n, a), post-hoc (n, k, p), pairwise agreement (n, k, k),
+    and for per-task slopes the queries' task indicators (n, T) and which post-hoc feature
+    the slopes multiply (`task_slope_inputs`)."""
 
     ante: np.ndarray
     posthoc: np.ndarray
     agree: np.ndarray | None
+    slope_tasks: np.ndarray | None = None
+    slope_feature: int | None = None
 
     @property
     def n_queries(self) -> int:
@@ -207,6 +246,13 @@ class FeatureTable:
                 others = [b for b in members if b != r]
                 fraction = self.agree[:, r, others].sum(axis=1) / len(others)
                 blocks.append(fraction[:, None])
+        if self.slope_tasks is not None and self.slope_feature is not None:
+            for r in members:
+                signal = self.posthoc[:, r, self.slope_feature][:, None]
+                # 0 for the other tasks; an unknown signal stays unknown (NaN) in every column
+                blocks.append(
+                    np.where(self.slope_tasks == 1, signal, np.where(np.isnan(signal), np.nan, 0.0))
+                )
         return np.concatenate(blocks, axis=1)
 
 
@@ -221,8 +267,7 @@ def ante_matrix(
     n = len(prompts)
     columns = [np.log1p(np.array([len(p) for p in prompts], dtype=float))[:, None]]
     if len(spec.tasks) > 1:
-        onehot = np.array([[float(t == known) for known in spec.tasks] for t in tasks])
-        columns.append(onehot.reshape(n, len(spec.tasks)))
+        columns.append(task_indicators(spec.tasks, tasks))
     if spec.embedding_dim:
         if embeddings is None:
             columns.append(np.full((n, spec.embedding_dim), math.nan))
@@ -235,6 +280,22 @@ def ante_matrix(
                 )
             columns.append(emb)
     return np.concatenate(columns, axis=1)
+
+
+def task_indicators(known: Sequence[str], tasks: Sequence[str]) -> np.ndarray:
+    """One-hot (n, len(known)) of each query's task; an unseen task is all zeros."""
+    onehot = np.array([[float(t == k) for k in known] for t in tasks], dtype=float)
+    return onehot.reshape(len(tasks), len(known))
+
+
+def task_slope_inputs(
+    spec: FeatureSpec, tasks: Sequence[str]
+) -> tuple[np.ndarray | None, int | None]:
+    """The `FeatureTable` fields of per-task slopes: task indicators over `slope_tasks` and
+    the primary signal's index among the post-hoc features (both None without slopes)."""
+    if not spec.slope_tasks or spec.primary_signal not in spec.posthoc_names:
+        return None, None
+    return task_indicators(spec.slope_tasks, tasks), spec.posthoc_names.index(spec.primary_signal)
 
 
 def agreement_matrix(answers: np.ndarray) -> np.ndarray:
@@ -271,4 +332,11 @@ def table_from_observation(spec: FeatureSpec, observation: QueryObservation) -> 
         None if observation.embedding is None else np.asarray(observation.embedding)[None, :]
     )
     ante = ante_matrix(spec, [observation.prompt], [observation.task], embedding)
-    return FeatureTable(ante=ante, posthoc=posthoc, agree=agree)
+    slope_tasks, slope_feature = task_slope_inputs(spec, [observation.task])
+    return FeatureTable(
+        ante=ante,
+        posthoc=posthoc,
+        agree=agree,
+        slope_tasks=slope_tasks,
+        slope_feature=slope_feature,
+    )

@@ -45,7 +45,7 @@ def all_states(n_models: int) -> Iterator[StateKey]:
 class EstimatorChoice:
     """What cross-validation chose for one (model, state), and the losses it compared."""
 
-    features: str  # "floor" | "full"
+    features: str  # "floor" | "full" | "full_task_slopes"
     l2: float
     cv_log_loss: float
     floor_cv_log_loss: float

@@ -17,6 +17,7 @@ from cascade_core.estimators.features import (
     agreement_matrix,
     ante_matrix,
     posthoc_from_logprobs,
+    task_slope_inputs,
 )
 from cascade_core.replay import ReplayDataset
 from cascade_core.signals import FEATURE_NAMES, TokenLogprobs
@@ -43,6 +44,7 @@ def spec_for_dataset(dataset: ReplayDataset, embedding_dim: int = 0) -> FeatureS
         embedding_dim=embedding_dim,
         posthoc_source=source,
         use_agreement=dataset.answers is not None,
+        task_slopes=True,
     )
 
 
@@ -86,6 +88,11 @@ def table_from_dataset(
     agree = (
         agreement_matrix(data.answers) if spec.use_agreement and data.answers is not None else None
     )
+    slope_tasks, slope_feature = task_slope_inputs(spec, data.tasks)
     return FeatureTable(
-        ante=ante_matrix(spec, data.prompts, data.tasks, embeddings), posthoc=posthoc, agree=agree
+        ante=ante_matrix(spec, data.prompts, data.tasks, embeddings),
+        posthoc=posthoc,
+        agree=agree,
+        slope_tasks=slope_tasks,
+        slope_feature=slope_feature,
     )

@@ -13,6 +13,8 @@ What each (m, R) regression is, chosen by K-fold cross-validated log loss among:
   intercepts shares the signal's slope across tasks;
 * the *full* feature set of state R (prompt length, task, every run model's signals and
   their agreement), kept only where it predicts better out of fold than the floor,
+* the full set with per-task slopes of every run model's primary signal (the spec's
+  ``task_slopes``), likewise,
 
 each at the L2 penalty (`L2_GRID`) with the lowest CV loss. So no estimator is worse out of
 sample than its model's own calibrated signal, by the measure that matters for a probability.
@@ -34,7 +36,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cascade_core.estimates import Uncertainty
-from cascade_core.estimators.features import COMBINED_SOURCE, FeatureSpec
+from cascade_core.estimators.features import FeatureSpec
 from cascade_core.estimators.logistic import LogisticModel, fit_logistic
 from cascade_core.estimators.quality import (
     MAX_FITTED_MODELS,
@@ -53,14 +55,6 @@ N_FOLDS = 5
 # Penalties on standardised features, from nearly free to strongly shrunk; CV picks one per
 # (model, state). Four values a decade apart span what a few hundred rows can support.
 L2_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
-# The raw signal the floor calibrates, per post-hoc source. With both sources it is the
-# confidence: a verifier's P(yes) where one was asked, else the answer's log-probability
-# (`confidence_signal`), so every model has its own signal there.
-PRIMARY_SIGNAL = {
-    "confidence": "conf_logprob",
-    "logprobs": "lp_mean",
-    COMBINED_SOURCE: "conf_logprob",
-}
 # Probabilities are clipped this far from 0 and 1 when scoring log loss.
 _EPS = 1e-6
 
@@ -159,7 +153,7 @@ def fit_quality_estimator(
         models[state] = []
         for m in range(k):
             model, predicted, choice = _fit_one(
-                x, data.quality[:, m], floor_columns(spec, names, m, state), folds
+                x, data.quality[:, m], candidate_columns(spec, names, m, state), folds
             )
             models[state].append(model)
             oof[state][:, m] = predicted
@@ -193,27 +187,50 @@ def floor_columns(spec: FeatureSpec, names: Sequence[str], m: int, state: StateK
     """Columns of the floor regression for model m in state R: the task indicators, and
     model m's own primary signal when it ran."""
     wanted = {f"task={t}" for t in spec.tasks}
-    primary = PRIMARY_SIGNAL.get(spec.posthoc_source)
+    primary = spec.primary_signal
     if m in state and primary is not None:
         wanted.add(f"{spec.model_names[m]}:{primary}")
     return [i for i, name in enumerate(names) if name in wanted]
 
 
+def candidate_columns(
+    spec: FeatureSpec, names: Sequence[str], m: int, state: StateKey
+) -> dict[str, list[int]]:
+    """The feature sets CV chooses among for model m in state R (module doc), floor first;
+    a set equal to an earlier one is left out."""
+    slopes = {
+        f"task={t}*{spec.model_names[r]}:{spec.primary_signal}"
+        for r in state
+        for t in spec.slope_tasks
+    }
+    every = list(range(len(names)))
+    sets = {
+        "floor": floor_columns(spec, names, m, state),
+        "full": [i for i in every if names[i] not in slopes],
+        "full_task_slopes": every,
+    }
+    unique: dict[str, list[int]] = {}
+    for label, columns in sets.items():
+        if columns not in unique.values():
+            unique[label] = columns
+    return unique
+
+
 def _fit_one(
-    x: np.ndarray, y: np.ndarray, floor: list[int], folds: np.ndarray
+    x: np.ndarray, y: np.ndarray, sets: dict[str, list[int]], folds: np.ndarray
 ) -> tuple[LogisticModel, np.ndarray, EstimatorChoice]:
-    """The (model, state) regression chosen by CV log loss, refitted on all rows, with its
-    OOF predictions."""
-    every = list(range(x.shape[1]))
-    sets = [("floor", floor)] + ([("full", every)] if every != floor else [])
+    """The (model, state) regression chosen by CV log loss among ``sets`` (the first is the
+    floor: another set is kept only where it is strictly better), refitted on all rows, with
+    its OOF predictions."""
     results = []  # (loss, features, l2, columns, oof)
-    for label, cols in sets:
+    for label, cols in sets.items():
         for l2 in L2_GRID:
             predicted = out_of_fold(x[:, cols], y, folds, l2)
             results.append((log_loss(y, predicted), label, l2, cols, predicted))
-    floor_best = min((r for r in results if r[1] == "floor"), key=lambda r: r[0])
+    floor = next(iter(sets))
+    floor_best = min((r for r in results if r[1] == floor), key=lambda r: r[0])
     best = min(results, key=lambda r: r[0])
-    if best[1] != "floor" and not best[0] < floor_best[0]:
+    if best[1] != floor and not best[0] < floor_best[0]:
         best = floor_best
     loss, label, l2, cols, predicted = best
     model = _embed(fit_logistic(x[:, cols], y, l2=l2), cols, x.shape[1])
