@@ -3,8 +3,8 @@
 Each of the bench's four strategies (its settings: `make_bench_strategy`, so cascade routing
 with supermodels capped at 3 models on 11 models) runs the bench's budget sweep on generated
 RouterBench-like data (tests/synthetic_routerbench.py): estimates from the paper's noisy
-oracle at the "low" level (`fit_noisy_oracle`, fitted on half the training part), >= 20
-budgets between the cheapest and the dearest model's mean cost, each fitted on the other half
+oracle at the "low" level (`fit_noisy_oracle`, fitted on half the training part), 20 evenly
+spaced budgets between the cheapest and the dearest model's mean cost, each fitted on the other half
 (`fit_to_budgets`) and replayed on the test part; the test AUC is reported. Every run is a
 fresh child process, so its peak RSS and CPU time are its own: the kernel's ``ru_maxrss``,
 ``ru_utime`` and ``ru_stime`` from ``wait4`` (and the child's own VmHWM as a cross-check);
@@ -29,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# Evenly spaced budgets, the workload the README's scale figures were measured with; time and
+# memory grow linearly with the count.
+SCALE_BUDGETS = 20
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -41,7 +45,7 @@ NOISE = "low"
 
 def run_one(strategy: str, n_test: int, n_train: int, unchunked: bool, seed: int) -> dict:
     """One child's work: the bench's sweep of one strategy, timed (data generation apart)."""
-    from cascade_core.bench.evaluate import DEFAULT_BUDGETS, make_bench_strategy, sweep
+    from cascade_core.bench.evaluate import make_bench_strategy, sweep
     from cascade_core.budget import budget_grid
     from cascade_core.expected_max import DEFAULT_SAMPLES
     from cascade_core.fitting import fit_noisy_oracle
@@ -56,7 +60,7 @@ def run_one(strategy: str, n_test: int, n_train: int, unchunked: bool, seed: int
     fit, calib = train.split(0.5, seed=seed)
     oracle = fit_noisy_oracle(fit, NOISE, seed=seed)
     staged_calib, staged_test = oracle.staged(calib, seed + 1), oracle.staged(test, seed + 2)
-    budgets = [float(b) for b in budget_grid(calib.cost, DEFAULT_BUDGETS)]
+    budgets = [float(b) for b in budget_grid(calib.cost, SCALE_BUDGETS)]
     context = UnchunkedContext if unchunked else BatchContext
     calib_context, test_context = context(staged_calib), context(staged_test)
     setup = time.perf_counter() - start

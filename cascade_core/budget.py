@@ -80,7 +80,24 @@ def lambdas_for_cost(
     )
 
 
-def budget_grid(cost_matrix: FloatArray, n_points: int) -> Sequence[float]:
-    """Budgets evenly spaced between the cheapest and the most expensive model's average cost."""
+def budget_grid(
+    cost_matrix: FloatArray, n_points: int, breakpoints: Sequence[float] = ()
+) -> Sequence[float]:
+    """Budgets from the cheapest to the most expensive model's average cost.
+
+    Without ``breakpoints`` they are evenly spaced. With them (costs where a cost-quality
+    curve bends, such as the models of the single-model hull), each segment between
+    consecutive breakpoints gets the same number of evenly spaced budgets, about
+    ``n_points`` in all. Why: an AUC interpolates linearly between the budgets it measured,
+    and when one model is far dearer than the rest (GPT-4 next to open models, a 405B next
+    to a 70B) evenly spaced budgets leave one or two points for the cheap segments where the
+    curve rises most, so the chord under-measures every strategy's curve there.
+    """
     averages = np.asarray(cost_matrix, float).mean(axis=0)
-    return list(np.linspace(averages.min(), averages.max(), n_points))
+    low, high = float(averages.min()), float(averages.max())
+    knots = np.unique(np.clip([low, *breakpoints, high], low, high))
+    if knots.size < 2:
+        return list(np.linspace(low, high, n_points))
+    per_segment = -(-n_points // (knots.size - 1))
+    segments = [np.linspace(a, b, per_segment + 1) for a, b in pairwise(knots)]
+    return [float(b) for b in np.unique(np.concatenate(segments))]

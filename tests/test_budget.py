@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cascade_core import (
     BatchContext,
@@ -20,6 +23,7 @@ from cascade_core import (
     run_batch,
 )
 from cascade_core.errors import InvalidInputError
+from cascade_core.replay import auc
 
 
 def calibration(seed: int = 0, n_queries: int = 300, n_models: int = 4):
@@ -122,3 +126,45 @@ def test_budget_below_the_cheapest_model_is_refused():
         fit_budget(CascadeRouting(), context, cost.min() / 2)
     with pytest.raises(InvalidInputError, match="budget"):
         fit_budget(CascadeRouting(), context, float("nan"))
+
+
+@settings(max_examples=200)
+@given(
+    costs=st.lists(st.floats(1e-7, 1e-2), min_size=1, max_size=8),
+    breakpoints=st.lists(st.floats(0.0, 2e-2), max_size=6),
+    n_points=st.integers(2, 60),
+)
+def test_budget_grid_spans_the_costs_and_every_segment(costs, breakpoints, n_points) -> None:
+    """Sorted, unique, from the cheapest to the dearest average cost, every breakpoint inside
+    that range is a budget, and each segment between two of them gets its share."""
+    cost = np.array([costs, costs])
+    low, high = min(costs), max(costs)
+    grid = np.array(budget_grid(cost, n_points, breakpoints=breakpoints))
+    assert grid[0] == pytest.approx(low) and grid[-1] == pytest.approx(high)
+    assert np.all(np.diff(grid) > 0) or grid.size == 1 or low == high
+    knots = np.unique(np.clip([low, *breakpoints, high], low, high))
+    for knot in knots:
+        assert np.isclose(grid, knot, rtol=1e-12, atol=0).any()
+    if knots.size >= 2:
+        assert grid.size >= n_points
+        per_segment = [((grid > a) & (grid <= b)).sum() for a, b in pairwise(knots)]
+        assert max(per_segment) - min(per_segment) <= 1
+
+
+def test_hull_budgets_measure_a_piecewise_linear_curve_exactly() -> None:
+    """A curve that rises steeply over the cheap 5% of the cost range, then slowly (as with
+    one model far dearer than the rest): measured at budgets that include its bends, the AUC
+    is the exact area; at evenly spaced budgets the first chord cuts the steep rise off."""
+    knots_x = np.array([1.0, 3.0, 5.0, 100.0])
+    knots_y = np.array([0.40, 0.80, 0.86, 0.90])
+    cost = np.array([knots_x, knots_x])
+
+    def measured(budgets) -> float:
+        return auc(budgets, np.interp(budgets, knots_x, knots_y), 1.0, 100.0, 0.40)
+
+    # the curve is linear between its knots: its area is the trapezoids over them
+    exact = 100 * float(np.sum(np.diff(knots_x) * (knots_y[1:] + knots_y[:-1]) / 2)) / 99.0
+    on_hull = measured(np.array(budget_grid(cost, 20, breakpoints=knots_x)))
+    even = measured(np.array(budget_grid(cost, 20)))
+    assert on_hull == pytest.approx(exact, abs=1e-9)
+    assert even < exact - 0.3

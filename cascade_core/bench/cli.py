@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cascade_core.bench.evaluate import STRATEGY_NAMES
+from cascade_core.bench.evaluate import DEFAULT_BUDGETS, STRATEGY_NAMES
 from cascade_core.bench.latency import parse_latency_weights
 from cascade_core.errors import InvalidInputError
 
@@ -61,7 +61,12 @@ def bench(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="save curves as a PNG")] = None,
-    budgets: Annotated[int, typer.Option(min=20, help="number of budgets (>= 20)")] = 20,
+    budgets: Annotated[
+        int,
+        typer.Option(
+            min=20, help="about this many budgets, spread over the train hull's segments (>= 20)"
+        ),
+    ] = DEFAULT_BUDGETS,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CI")] = 1000,
     seed: Annotated[int, typer.Option(help="seed of the splits, noise and bootstrap")] = 0,
     profile: Annotated[

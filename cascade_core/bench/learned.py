@@ -29,8 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from cascade_core.bench.data import BenchSplit, load_bench_data
-from cascade_core.bench.evaluate import Curve, expected_outcome, make_bench_strategy
-from cascade_core.budget import budget_grid
+from cascade_core.bench.evaluate import (
+    DEFAULT_BUDGETS,
+    Curve,
+    bench_budgets,
+    expected_outcome,
+    make_bench_strategy,
+)
 from cascade_core.fitting import (
     crossfit_staged,
     fit_quality_estimator,
@@ -245,13 +250,13 @@ def evaluate_learned_split(
     embedder_name: str = "minilm",
     cache_dir: str | Path | None = None,
     strategies: Sequence[str] = LEARNED_STRATEGIES,
-    n_budgets: int = 20,
+    n_budgets: int = DEFAULT_BUDGETS,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> LearnedSplitResult:
     train, test = split.train, split.test
     k = test.n_models
-    budgets = [float(b) for b in budget_grid(train.cost, n_budgets)]
+    budgets = bench_budgets(train, n_budgets)
     notes: list[str] = []
     embedder = get_embedder(embedder_name) if learners else None
     emb = {}
@@ -322,7 +327,7 @@ def run_learned_bench(
     only: Sequence[str] | None = None,
     embedder_name: str = "minilm",
     cache_dir: str | Path | None = None,
-    n_budgets: int = 20,
+    n_budgets: int = DEFAULT_BUDGETS,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> tuple[list[LearnedSplitResult], float, list[str]]:
