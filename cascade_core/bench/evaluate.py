@@ -11,8 +11,9 @@ Per split (one task, or pooled):
 2. the ladder: models dominated on train (another costs at most 1% more and is more
    accurate) are skipped, unless cascade routing on the calibration rows reaches a higher AUC
    with every model; both are reported;
-3. for >= 20 budgets evenly spaced between the cheapest and the most expensive model's mean
-   train cost, each strategy is fitted to the budget (`cascade_core.fitting.budget`) and
+3. for about 30 budgets (>= 20) from the cheapest to the most expensive model's mean train
+   cost, in equal numbers on each segment of the train hull (`bench_budgets`), each
+   strategy is fitted to the budget (`cascade_core.fitting.budget`) and
    replayed on test; a fitted policy that mixes two parameter values (probability gamma) is
    scored by its expectation per query, which is what the random mix spends and earns on
    average;
