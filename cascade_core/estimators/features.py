@@ -125,10 +125,15 @@ class FeatureSpec:
             names += [f"{model}:{p}" for p in self.posthoc_names]
             if self.use_agreement and len(ran) >= 2:
                 names.append(f"{model}:agreement")
-        for r in sorted(ran):
-            model = self.model_names[r]
-            names += [f"task={t}*{model}:{self.primary_signal}" for t in self.slope_tasks]
-        return names
+        return names + self.task_slope_names(ran)
+
+    def task_slope_names(self, ran: Sequence[int]) -> list[str]:
+        """Names of the per-task slope columns of state ``ran`` (the last columns)."""
+        return [
+            f"task={t}*{self.model_names[r]}:{self.primary_signal}"
+            for r in sorted(ran)
+            for t in self.slope_tasks
+        ]
 
     def to_dict(self) -> dict[str, object]:
         return {

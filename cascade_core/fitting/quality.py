@@ -198,11 +198,7 @@ def candidate_columns(
 ) -> dict[str, list[int]]:
     """The feature sets CV chooses among for model m in state R (module doc), floor first;
     a set equal to an earlier one is left out."""
-    slopes = {
-        f"task={t}*{spec.model_names[r]}:{spec.primary_signal}"
-        for r in state
-        for t in spec.slope_tasks
-    }
+    slopes = set(spec.task_slope_names(state))
     every = list(range(len(names)))
     sets = {
         "floor": floor_columns(spec, names, m, state),
