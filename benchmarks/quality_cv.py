@@ -81,7 +81,12 @@ def main() -> None:
         print(f"fold {f} done {time.perf_counter() - start:.0f} s", flush=True)
     summary = {
         mode: {
-            split: {name: round(float(np.mean([r[name] for r in runs])), 2) for name in runs[0]}
+            split: {
+                # a baseline can be missing from a fold (no dominated model there): its mean
+                # is over the folds that have it
+                name: round(float(np.mean([r[name] for r in runs if name in r])), 2)
+                for name in dict.fromkeys(n for r in runs for n in r)
+            }
             for split, runs in per_split.items()
         }
         for mode, per_split in results.items()
