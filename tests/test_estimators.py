@@ -222,6 +222,26 @@ def test_more_noise_gives_worse_estimates():
     assert errors[0] < errors[1] < errors[2]
 
 
+@pytest.mark.parametrize("level", ["low", "medium", "high"])
+def test_noisy_oracle_estimates_are_the_bayes_posterior(level: str) -> None:
+    """For a 0/1 truth with base rate q and x = truth + N(0, s^2), the log-odds of the truth
+    given x are logit q + (x - 1/2) / s^2, and with both draws the two terms add: the fitted
+    calibrations must be that posterior (a line clipped to [0, 1] is not)."""
+    data = synthetic_replay(n=20000, seed=3)
+    oracle = fit_noisy_oracle(data, level, seed=0)
+    noise = NOISE_LEVELS[level]
+    for j, base_rate in enumerate(data.quality.mean(axis=0)):
+        prior = np.log(base_rate / (1 - base_rate))
+        for fitted, sigmas in (
+            (oracle.before[j], [noise.before]),
+            (oracle.after[j], [noise.before, noise.after]),
+        ):
+            per_unit = fitted.coef / fitted.scale  # log-odds per unit of each noisy value
+            np.testing.assert_allclose(per_unit, 1 / np.square(sigmas), rtol=0.1)
+            midpoint = fitted.predict(np.full((1, len(sigmas)), 0.5))[0]
+            assert abs(np.log(midpoint / (1 - midpoint)) - prior) < 0.25
+
+
 def test_live_estimators_and_budget_load_no_replay_or_fitting_code() -> None:
     """The live half (what the engine imports) runs without the offline stack: a fresh
     interpreter that loads a profile's module and the budget curve has no replay, fitting,

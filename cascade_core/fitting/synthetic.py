@@ -7,10 +7,17 @@ with estimates made from the ground truth on purpose: per query and model,
 * ex-ante estimate  = truth + N(0, sigma_before^2),
 * post-hoc estimate = truth + N(0, sigma_after^2)  (the answer reveals more, so less noise),
 
-each then mapped back to the quality scale by a per-model linear regression of the truth on
-the noisy value (the best linear estimate of the truth given the noisy number). The
-uncertainty of a model that has not run is sigma_m = std(ex-ante - post-hoc) per model, of
-one that ran 0; errors are independent across models (the noise is).
+each then mapped back to a probability of being right by a per-model regression fitted on
+the training part. The uncertainty of a model that has not run is sigma_m = std(ex-ante -
+post-hoc) per model, of one that ran 0; errors are independent across models (the noise is).
+
+The regression is logistic, not the paper's linear one: for a 0/1 truth and
+x = truth + N(0, sigma^2), the best estimate P(truth = 1 | x) is exactly logistic in x (Bayes
+with two equal-variance Gaussians), while a line clipped to [0, 1] mis-states it away from
+the middle, which is where cascade routing compares one model's chance against another's.
+After a run the estimate conditions on both numbers the system has seen (the ex-ante one
+and the post-hoc one), as the real estimators keep the ex-ante features in every state.
+Chosen on 3-fold cross-validation of the RouterBench train split (docs/bench.md).
 
 Noise levels, taken from the paper's ``scripts/routerbench.py``:
 
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cascade_core.estimates import Uncertainty
+from cascade_core.estimators.logistic import LogisticModel, fit_logistic
 from cascade_core.replay import ReplayDataset
 from cascade_core.replay.simulate import StagedEstimates
 
@@ -61,37 +69,22 @@ def noise_level(name: str) -> NoiseLevel:
         ) from None
 
 
-def _linear_fit(noisy: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, least squares truth ~ intercept + slope * noisy."""
-    centred = noisy - noisy.mean(axis=0)
-    variance = (centred**2).sum(axis=0)
-    slope = np.where(
-        variance > 0,
-        (centred * (truth - truth.mean(axis=0))).sum(axis=0) / np.where(variance > 0, variance, 1),
-        0.0,
-    )
-    return slope, truth.mean(axis=0) - slope * noisy.mean(axis=0)
-
-
 @dataclass(frozen=True)
 class NoisyOracleEstimator:
-    """Fitted calibration (slope, intercept) per model for both noise draws, and sigma."""
+    """Fitted per model: P(right) from its ex-ante noisy value (``before``), and from both
+    noisy values once it ran (``after``); sigma of the ex-ante estimates."""
 
     level: NoiseLevel
     model_names: tuple[str, ...]
-    slope_before: np.ndarray
-    intercept_before: np.ndarray
-    slope_after: np.ndarray
-    intercept_after: np.ndarray
+    before: tuple[LogisticModel, ...]
+    after: tuple[LogisticModel, ...]
     sigma: np.ndarray
 
     def estimates(self, dataset: ReplayDataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(ex-ante, post-hoc) estimates (n, k) in [0, 1] for a replay, noise from ``seed``."""
         truth = dataset.select_models(self.model_names).quality
         before, after = _draw(truth, self.level, seed)
-        ante = np.clip(self.intercept_before + self.slope_before * before, 0.0, 1.0)
-        post = np.clip(self.intercept_after + self.slope_after * after, 0.0, 1.0)
-        return ante, post
+        return _calibrated(self.before, self.after, before, after)
 
     def staged(self, dataset: ReplayDataset, seed: int) -> StagedEstimates:
         """Staged estimates with the logged cost: post-hoc once a model ran, else ex-ante."""
@@ -117,23 +110,40 @@ def _draw(truth: np.ndarray, level: NoiseLevel, seed: int) -> tuple[np.ndarray, 
     return before, after
 
 
+def _calibrated(
+    fitted_before: tuple[LogisticModel, ...],
+    fitted_after: tuple[LogisticModel, ...],
+    before: np.ndarray,
+    after: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (ex-ante, post-hoc) probabilities (n, k) of the noisy draws."""
+    ante = np.column_stack([m.predict(before[:, [j]]) for j, m in enumerate(fitted_before)])
+    post = np.column_stack(
+        [
+            m.predict(np.column_stack([before[:, j], after[:, j]]))
+            for j, m in enumerate(fitted_after)
+        ]
+    )
+    return ante, post
+
+
 def fit_noisy_oracle(
     fit_data: ReplayDataset, level: NoiseLevel | str, seed: int = 0
 ) -> NoisyOracleEstimator:
-    """Fit the per-model calibration and sigma on ``fit_data`` (a training part)."""
+    """Fit the per-model calibrations and sigma on ``fit_data`` (a training part)."""
     level = noise_level(level) if isinstance(level, str) else level
     truth = fit_data.quality
     before, after = _draw(truth, level, seed)
-    slope_b, icpt_b = _linear_fit(before, truth)
-    slope_a, icpt_a = _linear_fit(after, truth)
-    ante = np.clip(icpt_b + slope_b * before, 0.0, 1.0)
-    post = np.clip(icpt_a + slope_a * after, 0.0, 1.0)
+    models = range(truth.shape[1])
+    fitted_before = tuple(fit_logistic(before[:, [j]], truth[:, j]) for j in models)
+    fitted_after = tuple(
+        fit_logistic(np.column_stack([before[:, j], after[:, j]]), truth[:, j]) for j in models
+    )
+    ante, post = _calibrated(fitted_before, fitted_after, before, after)
     return NoisyOracleEstimator(
         level=level,
         model_names=tuple(fit_data.model_names),
-        slope_before=slope_b,
-        intercept_before=icpt_b,
-        slope_after=slope_a,
-        intercept_after=icpt_a,
+        before=fitted_before,
+        after=fitted_after,
         sigma=(ante - post).std(axis=0),
     )
