@@ -242,6 +242,38 @@ def test_noisy_oracle_estimates_are_the_bayes_posterior(level: str) -> None:
             assert abs(np.log(midpoint / (1 - midpoint)) - prior) < 0.25
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    quality=st.integers(2, 40).flatmap(
+        lambda n: st.lists(
+            st.lists(st.sampled_from([0.0, 0.25, 1.0]), min_size=3, max_size=3),
+            min_size=n,
+            max_size=n,
+        )
+    ),
+    level=st.sampled_from(sorted(NOISE_LEVELS)),
+)
+def test_noisy_oracle_is_finite_on_any_truth(quality: list[list[float]], level: str) -> None:
+    """Any scores, including a model always (or never) right and graded ones, give
+    probabilities in [0, 1] and a finite sigma on the fitting rows and on fresh noise."""
+    truth = np.array(quality)
+    n = truth.shape[0]
+    data = ReplayDataset(
+        name="any",
+        model_names=["a", "b", "c"],
+        query_ids=[str(i) for i in range(n)],
+        prompts=["p"] * n,
+        tasks=["t"] * n,
+        quality=truth,
+        cost=np.tile([1e-5, 1e-4, 1e-3], (n, 1)),
+    )
+    oracle = fit_noisy_oracle(data, level, seed=0)
+    assert np.all(np.isfinite(oracle.sigma)) and np.all(oracle.sigma >= 0)
+    for seed in (0, 1):
+        for estimate in oracle.estimates(data, seed):
+            assert np.all((estimate >= 0) & (estimate <= 1))
+
+
 def test_live_estimators_and_budget_load_no_replay_or_fitting_code() -> None:
     """The live half (what the engine imports) runs without the offline stack: a fresh
     interpreter that loads a profile's module and the budget curve has no replay, fitting,
