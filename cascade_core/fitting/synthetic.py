@@ -110,6 +110,12 @@ def _draw(truth: np.ndarray, level: NoiseLevel, seed: int) -> tuple[np.ndarray, 
     return before, after
 
 
+def _inputs(before: np.ndarray, after: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model j's regression inputs, for fitting and predicting alike: its ex-ante draw, and
+    once it ran both of its draws."""
+    return before[:, [j]], np.column_stack([before[:, j], after[:, j]])
+
+
 def _calibrated(
     fitted_before: tuple[LogisticModel, ...],
     fitted_after: tuple[LogisticModel, ...],
@@ -117,13 +123,9 @@ def _calibrated(
     after: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (ex-ante, post-hoc) probabilities (n, k) of the noisy draws."""
-    ante = np.column_stack([m.predict(before[:, [j]]) for j, m in enumerate(fitted_before)])
-    post = np.column_stack(
-        [
-            m.predict(np.column_stack([before[:, j], after[:, j]]))
-            for j, m in enumerate(fitted_after)
-        ]
-    )
+    inputs = [_inputs(before, after, j) for j in range(len(fitted_before))]
+    ante = np.column_stack([m.predict(x) for m, (x, _) in zip(fitted_before, inputs, strict=True)])
+    post = np.column_stack([m.predict(x) for m, (_, x) in zip(fitted_after, inputs, strict=True)])
     return ante, post
 
 
@@ -134,11 +136,9 @@ def fit_noisy_oracle(
     level = noise_level(level) if isinstance(level, str) else level
     truth = fit_data.quality
     before, after = _draw(truth, level, seed)
-    models = range(truth.shape[1])
-    fitted_before = tuple(fit_logistic(before[:, [j]], truth[:, j]) for j in models)
-    fitted_after = tuple(
-        fit_logistic(np.column_stack([before[:, j], after[:, j]]), truth[:, j]) for j in models
-    )
+    inputs = [_inputs(before, after, j) for j in range(truth.shape[1])]
+    fitted_before = tuple(fit_logistic(x, truth[:, j]) for j, (x, _) in enumerate(inputs))
+    fitted_after = tuple(fit_logistic(x, truth[:, j]) for j, (_, x) in enumerate(inputs))
     ante, post = _calibrated(fitted_before, fitted_after, before, after)
     return NoisyOracleEstimator(
         level=level,
