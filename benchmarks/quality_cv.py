@@ -9,7 +9,12 @@ train part and every split (each task, pooled) is scored with `evaluate_split`, 
 covariance times the honest scale c_R), ``unscaled`` (the OOF covariance, c_R = 1) and
 ``zero`` (max of means).
 
+``--noise LEVEL`` scores the paper's noisy-oracle estimates instead (data without a logged
+signal, e.g. the RouterBench subset): each split is evaluated as `cascade-router bench
+--noise LEVEL` does, its calibrations fitted on the fold's training part.
+
 Usage: python benchmarks/quality_cv.py [PATH] [--folds 5] [--sigma measured,zero,unscaled]
+       python benchmarks/quality_cv.py ../shared/data/routerbench_subset --folds 3 --noise low
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from cascade_core.bench.data import BenchSplit, load_bench_data
 from cascade_core.bench.evaluate import evaluate_split
 from cascade_core.estimators import LogisticQualityEstimator
-from cascade_core.fitting import fit_quality_estimator
+from cascade_core.fitting import NOISE_LEVELS, fit_quality_estimator
 from cascade_core.fitting.quality import cv_folds
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cascade_logs"
@@ -53,9 +58,12 @@ def main() -> None:
     ap.add_argument("path", nargs="?", default=str(DEFAULT))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--sigma", default="measured")
+    ap.add_argument("--noise", choices=sorted(NOISE_LEVELS), default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.noise and args.sigma != "measured":
+        ap.error("--sigma compares the fitted estimators' Σ; --noise has none to vary")
     data = load_bench_data(args.path)
     pooled = data.pooled
     assert pooled is not None, "needs several tasks (a pooled split)"
@@ -64,9 +72,12 @@ def main() -> None:
     start = time.perf_counter()
     for f in range(args.folds):
         inside, outside = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        fitted = fit_quality_estimator(pooled.train.subset(inside), seed=args.seed)
-        for mode in args.sigma.split(","):
-            estimator = with_sigma(fitted, mode)
+        if args.noise:
+            variants: dict[str, LogisticQualityEstimator | None] = {f"noise={args.noise}": None}
+        else:
+            fitted = fit_quality_estimator(pooled.train.subset(inside), seed=args.seed)
+            variants = {mode: with_sigma(fitted, mode) for mode in args.sigma.split(",")}
+        for mode, estimator in variants.items():
             for split in data.splits:
                 rows = data.pooled_rows[split.name]
                 part_in = np.flatnonzero(np.isin(inside, rows))
@@ -74,7 +85,11 @@ def main() -> None:
                 train = pooled.train.subset(inside[part_in])
                 cv_split = BenchSplit(split.name, train.sorted_by_cost(), held)
                 result = evaluate_split(
-                    cv_split, n_boot=0, seed=args.seed, shared=(estimator, part_in)
+                    cv_split,
+                    noise=args.noise,
+                    n_boot=0,
+                    seed=args.seed,
+                    shared=None if estimator is None else (estimator, part_in),
                 )
                 aucs = {name: round(float(m["auc"]), 3) for name, m in result.metrics.items()}
                 results.setdefault(mode, {}).setdefault(split.name, []).append(aucs)
