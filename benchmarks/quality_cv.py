@@ -9,11 +9,15 @@ train part and every split (each task, pooled) is scored with `evaluate_split`, 
 covariance times the honest scale c_R), ``unscaled`` (the OOF covariance, c_R = 1) and
 ``zero`` (max of means).
 
+``--models a,b`` runs the same on a sub-ladder of the logged models (how the design holds on
+ladders it was not built on: two or three models, a cheap drafter or none).
+
 ``--noise LEVEL`` scores the paper's noisy-oracle estimates instead (data without a logged
 signal, e.g. the RouterBench subset): each split is evaluated as `cascade-router bench
 --noise LEVEL` does, its calibrations fitted on the fold's training part.
 
 Usage: python benchmarks/quality_cv.py [PATH] [--folds 5] [--sigma measured,zero,unscaled]
+       python benchmarks/quality_cv.py --models llama3.2-3b,llama3.1-70b
        python benchmarks/quality_cv.py ../shared/data/routerbench_subset --folds 3 --noise low
 """
 
@@ -61,12 +65,15 @@ def main() -> None:
     ap.add_argument("--noise", choices=sorted(NOISE_LEVELS), default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--models", default=None, help="comma-separated sub-ladder")
     args = ap.parse_args()
     if args.noise and args.sigma != "measured":
         ap.error("--sigma compares the fitted estimators' Σ; --noise has none to vary")
     data = load_bench_data(args.path)
     pooled = data.pooled
     assert pooled is not None, "needs several tasks (a pooled split)"
+    if args.models:
+        pooled = replace(pooled, train=pooled.train.select_models(args.models.split(",")))
     fold = cv_folds(pooled.train.tasks, args.folds, args.seed + 1000)
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     start = time.perf_counter()

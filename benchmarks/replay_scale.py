@@ -1,11 +1,11 @@
 """Peak memory and time of the replay at RouterBench's full size: 11 models x 36,000 queries.
 
-Each of the bench's four strategies (its settings: `make_bench_strategy`, so cascade routing
+Each of the bench's four strategies (its settings: `bench_candidates`, so cascade routing
 with supermodels capped at 3 models on 11 models) runs the bench's budget sweep on generated
 RouterBench-like data (tests/synthetic_routerbench.py): estimates from the paper's noisy
 oracle at the "low" level (`fit_noisy_oracle`, fitted on half the training part), 20 evenly
 spaced budgets between the cheapest and the dearest model's mean cost, each fitted on the other half
-(`fit_to_budgets`) and replayed on the test part; the test AUC is reported. Every run is a
+(`fit_best_to_budgets`) and replayed on the test part; the test AUC is reported. Every run is a
 fresh child process, so its peak RSS and CPU time are its own: the kernel's ``ru_maxrss``,
 ``ru_utime`` and ``ru_stime`` from ``wait4`` (and the child's own VmHWM as a cross-check);
 the load average before and after says how shared the machine was.
@@ -45,7 +45,7 @@ NOISE = "low"
 
 def run_one(strategy: str, n_test: int, n_train: int, unchunked: bool, seed: int) -> dict:
     """One child's work: the bench's sweep of one strategy, timed (data generation apart)."""
-    from cascade_core.bench.evaluate import make_bench_strategy, sweep
+    from cascade_core.bench.evaluate import bench_candidates, sweep
     from cascade_core.budget import budget_grid
     from cascade_core.expected_max import DEFAULT_SAMPLES
     from cascade_core.fitting import fit_noisy_oracle
@@ -66,8 +66,8 @@ def run_one(strategy: str, n_test: int, n_train: int, unchunked: bool, seed: int
     setup = time.perf_counter() - start
 
     start = time.perf_counter()
-    policy = make_bench_strategy(strategy, test.n_models)
-    curve = sweep(policy, calib_context, calib, test_context, test, budgets)
+    candidates = bench_candidates(strategy, test.n_models)
+    curve = sweep(candidates, calib_context, calib, test_context, test, budgets)
     seconds = time.perf_counter() - start
 
     states = staged_calib.n_states + staged_test.n_states

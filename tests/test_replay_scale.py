@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascade_core import BatchContext, MixedStrategy, StagedEstimates, Uncertainty, run_batch
-from cascade_core.bench.evaluate import STRATEGY_NAMES, make_bench_strategy, sweep
+from cascade_core.bench.evaluate import STRATEGY_NAMES, bench_candidates, sweep
 from cascade_core.budget import budget_grid
 from cascade_core.errors import InvalidInputError
 from cascade_core.expected_max import DEFAULT_SAMPLES, error_samples, supermodel_values
@@ -77,8 +77,11 @@ def test_chunked_replay_equals_replaying_each_query_alone(name, n_models, correl
     data = dataset(60, n_models, seed=n_models)
     staged = staged_for(data, correlated, seed=3)
     context = BatchContext(staged, chunk_queries=7)
-    base = make_bench_strategy(name, n_models)
-    policies = [base.with_parameter(v) for v in parameter_values(base, data.cost)]
+    policies = [
+        base.with_parameter(v)
+        for base in bench_candidates(name, n_models)
+        for v in parameter_values(base, data.cost)
+    ]
     policies.append(MixedStrategy(cheap=policies[-1], expensive=policies[1], gamma=0.4, seed=5))
     for policy in policies:
         outcome = run_batch(policy, context)
@@ -96,11 +99,11 @@ def test_budget_sweep_and_auc_equal_the_unchunked_reference(name, n_models, corr
     staged_calibration = staged_for(calibration, correlated, seed=4)
     staged_test = staged_for(test, correlated, seed=4)
     budgets = budget_grid(calibration.cost, 20)
-    strategy = make_bench_strategy(name, n_models)
+    candidates = bench_candidates(name, n_models)
 
     def curve(context_of):
         return sweep(
-            strategy,
+            candidates,
             context_of(staged_calibration),
             calibration,
             context_of(staged_test),
@@ -127,8 +130,7 @@ def test_dropping_cached_values_and_estimates_changes_nothing(correlated):
     roomy = BatchContext(staged_for(data, correlated, seed=8, max_cache_bytes=1 << 30))
     starved_staged = staged_for(data, correlated, seed=8, max_cache_bytes=0)
     starved = BatchContext(starved_staged, chunk_queries=3, max_cache_bytes=0)
-    for name in STRATEGY_NAMES:
-        base = make_bench_strategy(name, 11)
+    for base in (c for name in STRATEGY_NAMES for c in bench_candidates(name, 11)):
         for value in parameter_values(base, data.cost):
             policy = base.with_parameter(value)
             expected, got = run_batch(policy, roomy), run_batch(policy, starved)

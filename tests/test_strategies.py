@@ -114,6 +114,7 @@ def test_single_query_and_batch_paths_agree(seed, n_models):
         CascadeRouting(lam=0.1, variant="greedy"),
         CascadeRouting(lam=0.1, variant="no_expect"),
         CascadeRouting(lam=0.1, max_depth=2),
+        CascadeRouting(lam=0.1, draft=True),
         OptimalCascade(lam=0.1),
         ThresholdCascade(threshold=0.6),
         Routing(lam=0.1),

@@ -14,9 +14,11 @@ Per split (one task, or pooled):
 3. for about 30 budgets (>= 20) from the cheapest to the most expensive model's mean train
    cost, in equal numbers on each segment of the train hull (`bench_budgets`), each
    strategy is fitted to the budget (`cascade_core.fitting.budget`) and
-   replayed on test; a fitted policy that mixes two parameter values (probability gamma) is
-   scored by its expectation per query, which is what the random mix spends and earns on
-   average;
+   replayed on test; cascade routing's first step (plan it, or draft the cheapest model,
+   `CascadeRouting.draft`) is chosen per budget by the quality each reaches on the
+   calibration rows at that budget (`bench_candidates`); a fitted policy that mixes two
+   parameter values (probability gamma) is scored by its expectation per query, which is
+   what the random mix spends and earns on average;
 4. baselines: the per-step threshold cascade tuned on train (`threshold_baseline`), on every
    model and on the undominated ones;
 5. the curve of (mean cost, mean quality) points gives the AUC, APGR, CPT(50%/80%) and the
@@ -37,7 +39,7 @@ the seconds each query waited, with the same baselines on that axis.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,9 +53,9 @@ from cascade_core.estimators import LogisticQualityEstimator
 from cascade_core.fitting import (
     crossfit_staged,
     estimator_diagnostics,
+    fit_best_to_budgets,
     fit_noisy_oracle,
     fit_quality_estimator,
-    fit_to_budgets,
     spec_for_dataset,
     staged_estimates,
 )
@@ -104,6 +106,16 @@ def make_bench_strategy(name: str, n_models: int) -> Strategy:
     raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGY_NAMES)}")
 
 
+def bench_candidates(name: str, n_models: int) -> tuple[Strategy, ...]:
+    """The policies one strategy's curve chooses among per budget on the calibration rows:
+    for cascade routing, its first step planned and drafted (`CascadeRouting.draft`, whose
+    doc says why neither is right for every ladder and budget); one policy otherwise."""
+    strategy = make_bench_strategy(name, n_models)
+    if isinstance(strategy, CascadeRouting):
+        return (strategy, replace(strategy, draft=True))
+    return (strategy,)
+
+
 @dataclass
 class Curve:
     """A budget sweep on test: per budget the expected per-query cost and quality, and the
@@ -113,6 +125,8 @@ class Curve:
     query_cost: np.ndarray  # (n_budgets, n_test)
     query_quality: np.ndarray
     query_ran: np.ndarray | None = None
+    # per budget, the index of the candidate policy chosen on the calibration rows
+    chosen: list[int] = field(default_factory=list)
 
     def query_latency(self, latency_s: np.ndarray) -> np.ndarray:
         """(n_budgets, n_test) expected seconds waited (`sequential_latency`)."""
@@ -180,23 +194,25 @@ def expected_outcome(
 
 
 def sweep(
-    strategy: Strategy,
+    candidates: Sequence[Strategy],
     calibration: BatchContext,
     calibration_data: ReplayDataset,
     test_context: BatchContext,
     test: ReplayDataset,
     budgets: Sequence[float],
 ) -> Curve:
-    """Fit ``strategy`` to every budget on calibration, replay each fitted policy on test."""
-    fitted = fit_to_budgets(
-        strategy, calibration, budgets, calibration_data.cost, calibration_data.quality
+    """Fit to every budget on calibration the candidate that reaches the best calibration
+    quality there (`fit_best_to_budgets`), replay each fitted policy on test."""
+    fits = fit_best_to_budgets(
+        candidates, calibration, budgets, calibration_data.cost, calibration_data.quality
     )
-    rows = [expected_outcome(p, test_context, test.cost, test.quality) for p in fitted]
+    rows = [expected_outcome(f.strategy, test_context, test.cost, test.quality) for _, f in fits]
     return Curve(
-        strategy.name,
+        candidates[0].name,
         np.array([r[0] for r in rows]),
         np.array([r[1] for r in rows]),
         np.array([r[2] for r in rows]),
+        [i for i, _ in fits],
     )
 
 
@@ -323,9 +339,9 @@ def choose_ladder(
 
     def calibration_auc(columns: list[int]) -> float:
         data = train.select_models([train.model_names[j] for j in columns])
-        strategy = make_bench_strategy("cascade_routing", len(columns))
+        candidates = bench_candidates("cascade_routing", len(columns))
         context = contexts(columns)
-        curve = sweep(strategy, context, data, context, data, budgets)
+        curve = sweep(candidates, context, data, context, data, budgets)
         return dataset_auc(train, curve.costs, curve.qualities)
 
     skip, keep = calibration_auc(undominated), calibration_auc(order)
@@ -380,14 +396,18 @@ def evaluate_split(
     calib_data, test_data = train.select_models(names), test.select_models(names)
     k = len(ladder)
     curves = {
-        name: sweep(
-            make_bench_strategy(name, k), calib_ctx, calib_data, test_ctx, test_data, budgets
-        )
+        name: sweep(bench_candidates(name, k), calib_ctx, calib_data, test_ctx, test_data, budgets)
         for name in strategies
     }
     for curve in curves.values():  # the strategies ran the ladder's models: test's columns
         curve.query_ran = _widen(curve.query_ran, ladder, test.n_models)
     notes = [why]
+    if "cascade_routing" in curves:
+        drafted = sum(curves["cascade_routing"].chosen)
+        notes.append(
+            f"cascade_routing: the cheapest model drafts first at {drafted} of {len(budgets)} "
+            "budgets, where that reached the higher quality on the calibration rows"
+        )
     baseline_ladders = [("", list(np.argsort(train.mean_cost(), kind="stable")))]
     if dominated:
         baseline_ladders.append(
@@ -479,6 +499,7 @@ __all__ = [
     "AxisResult",
     "Curve",
     "SplitResult",
+    "bench_candidates",
     "choose_ladder",
     "dominated_models",
     "evaluate_split",

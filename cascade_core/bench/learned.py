@@ -33,13 +33,13 @@ from cascade_core.bench.evaluate import (
     DEFAULT_BUDGETS,
     Curve,
     bench_budgets,
+    bench_candidates,
     expected_outcome,
-    make_bench_strategy,
 )
 from cascade_core.fitting import (
     crossfit_staged,
+    fit_best_to_budgets,
     fit_quality_estimator,
-    fit_to_budgets,
     staged_estimates,
 )
 from cascade_core.learned.embeddings import embed_texts, get_embedder
@@ -119,11 +119,11 @@ def learned_splits(
 
 
 # ------------------------------------------------------------------ curves
-def share_sweep(strategy, calib_ctx, calib, test_ctx, test, budgets, name) -> ShareCurve:
+def share_sweep(candidates, calib_ctx, calib, test_ctx, test, budgets, name) -> ShareCurve:
     """`bench.evaluate.sweep` that also keeps the (expected) strong-model call per query."""
     strong = int(np.argmax(test.mean_cost()))
-    fitted = fit_to_budgets(strategy, calib_ctx, budgets, calib.cost, calib.quality)
-    rows = [expected_outcome(p, test_ctx, test.cost, test.quality) for p in fitted]
+    fitted = fit_best_to_budgets(candidates, calib_ctx, budgets, calib.cost, calib.quality)
+    rows = [expected_outcome(f.strategy, test_ctx, test.cost, test.quality) for _, f in fitted]
     return ShareCurve(
         name,
         np.array([r[0] for r in rows]),
@@ -275,9 +275,14 @@ def evaluate_learned_split(
         estimators[label] = f"post-hoc {kind}, cross-fitted; budgets on out-of-fold estimates"
         calib_ctx, test_ctx = BatchContext(calib_staged), BatchContext(test_staged)
         for name in strategies:
-            strategy = make_bench_strategy(name, k)
             curves[f"{name}[{label}]"] = share_sweep(
-                strategy, calib_ctx, train, test_ctx, test, budgets, f"{name}[{label}]"
+                bench_candidates(name, k),
+                calib_ctx,
+                train,
+                test_ctx,
+                test,
+                budgets,
+                f"{name}[{label}]",
             )
 
     base = fit_quality_estimator(train, seed=seed)

@@ -9,6 +9,11 @@ optional ``"budget"`` key that version-1 readers ignore:
 * ``lambda`` / ``lambda_expensive`` / ``gamma``: the policy fitted to ``--budget`` or
   ``--target-quality`` (expensive lambda used with probability gamma), the engine's default
   when the config sets neither ``lambda`` nor ``target_cost_usd``.
+* ``strategy``: the strategy all of it was fitted for. With cascade routing's ``draft:
+  auto`` and a budget or target, both first steps (`CascadeRouting.draft`) are fitted and
+  the one with the higher quality on the labelled rows at the budget is kept (for a target
+  quality: the one that reaches it cheaper), the rule `bench` applies per budget
+  (`best_within_budget`); the curve is that first step's.
 
 Lambda is tuned against the *estimated* costs the engine sees before each call, and its
 average spend is measured with the costs really paid; neither needs a reference answer.
@@ -35,6 +40,7 @@ from cascade_core.errors import InvalidInputError
 from cascade_core.estimators import LogisticQualityEstimator, profile_to_dict
 from cascade_core.estimators.features import COMBINED_SOURCE
 from cascade_core.fitting import (
+    best_within_budget,
     fit_budget,
     fit_quality_estimator,
     staged_estimates,
@@ -214,21 +220,59 @@ def build_profile(
                 "does not use; pick a lambda strategy or set its threshold in the config"
             )
         return profile
-    curve = lambda_curve(strategy_spec, estimator, data)
+    choices = first_step_choices(strategy_spec)
+    curves = [lambda_curve(spec, estimator, data) for spec in choices]
+    if target_quality is not None:
+        budgets = [_budget_for_quality(curve, target_quality) for curve in curves]
+        reachable = [i for i, b in enumerate(budgets) if b is not None]
+        if not reachable:
+            budget_for_quality(curves[0], target_quality)  # raises, naming the best reached
+        chosen = min(reachable, key=lambda i: (budgets[i], i))
+        budget_usd = budgets[chosen]
+        policies = {chosen: fit_policy(choices[chosen], estimator, data, budget_usd)}
+    elif budget_usd is not None:
+        policies = {0: fit_policy(choices[0], estimator, data, budget_usd)}
+        for i, spec in enumerate(choices[1:], start=1):
+            try:
+                policies[i] = fit_policy(spec, estimator, data, budget_usd)
+            except InvalidInputError:  # the budget is below what this first step spends
+                continue
+        fitted = list(policies)
+        chosen = fitted[
+            best_within_budget(
+                [policies[i]["expected_cost_usd"] for i in fitted],
+                [policies[i]["expected_quality"] for i in fitted],
+                budget_usd,
+            )
+        ]
+    else:
+        policies, chosen = {}, 0
     section: dict[str, Any] = {
-        "strategy": strategy_spec.model_dump(),
-        "curve": curve,
-        "target_cost_usd": None,
+        "strategy": choices[chosen].model_dump(),
+        "curve": curves[chosen],
+        "target_cost_usd": budget_usd,
         "target_quality": target_quality,
         "lambda": None,
     }
-    if target_quality is not None:
-        budget_usd = budget_for_quality(curve, target_quality)
-    if budget_usd is not None:
-        section["target_cost_usd"] = budget_usd
-        section.update(fit_policy(strategy_spec, estimator, data, budget_usd))
+    if chosen in policies:
+        section.update(policies[chosen])
     profile["budget"] = section
     return profile
+
+
+def first_step_choices(spec: StrategySpec) -> list[StrategySpec]:
+    """The strategies calibrate fits and chooses among: cascade routing with ``draft: auto``
+    both ways (planned first), any other spec as it is."""
+    if spec.name != "cascade_routing" or spec.draft != "auto":
+        return [spec]
+    return [spec.model_copy(update={"draft": draft}) for draft in (False, True)]
+
+
+def _budget_for_quality(curve: list[dict[str, float | None]], target: float) -> float | None:
+    try:
+        return budget_for_quality(curve, target)
+    except InvalidInputError:
+        return None
 
 
 def _mean_quality(data: CalibrationData) -> dict[str, float | None]:

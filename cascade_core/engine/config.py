@@ -166,11 +166,31 @@ class StrategySpec(_Strict):
     variant: Literal["exact", "greedy", "no_expect"] = "exact"
     max_depth: Count | None = None
     threshold: Probability = 0.5
+    draft: StrictBool | Literal["auto"] = Field(
+        "auto",
+        description="cascade_routing: run the cheapest model first (true), plan the first "
+        "step (false), or use what `calibrate --budget/--target-quality` chose on the "
+        "calibration prompts (auto; false without such a profile)",
+    )
+
+    @model_validator(mode="after")
+    def _draft_is_cascade_routing(self) -> StrategySpec:
+        if self.draft is not True or self.name == "cascade_routing":
+            return self
+        raise ValueError(
+            f"draft: only cascade_routing has a first step to choose; {self.name} ignores "
+            "it, remove it"
+        )
 
     def parameters(self, lam: float) -> dict[str, Any]:
         """Keyword arguments for ``make_strategy``."""
         if self.name == "cascade_routing":
-            return {"lam": lam, "variant": self.variant, "max_depth": self.max_depth}
+            return {
+                "lam": lam,
+                "variant": self.variant,
+                "max_depth": self.max_depth,
+                "draft": self.draft is True,
+            }
         if self.name == "threshold_cascade":
             return {"threshold": self.threshold}
         return {"lam": lam}

@@ -8,6 +8,10 @@
 * neither: the policy fitted by ``calibrate --budget/--target-quality`` when the profile has
   one, else lambda 0 (cost only breaks ties).
 
+Cascade routing's ``draft: auto`` takes the first step the profile's lambda was fitted for
+(`calibrate` chooses it on the calibration prompts) wherever that lambda is used, and plans
+the first step otherwise; an explicit ``draft`` must match the profile's, as the variant must.
+
 Why the curve rather than one lambda: the target can then be changed in the config without
 refitting, and the profile stays readable by version-1 loaders, which ignore the key.
 """
@@ -85,12 +89,12 @@ def configured_strategy(config: RouterConfig) -> Strategy:
                 "budget.target_cost_usd: needs a profile fitted by `cascade-router calibrate` "
                 "(set `profile:`), or set budget.lambda instead"
             )
-        _check_strategy(section, spec, config.profile)
+        spec = _check_strategy(section, spec, config.profile)
         curve = [{"lambda": p.lam, "cost_usd": p.cost_usd} for p in section.curve]
         cheap, expensive, gamma = lambdas_for_cost(curve, budget.target_cost_usd)
         return _mixed(spec, cheap, expensive, gamma)
     if section is not None and section.lam is not None:
-        _check_strategy(section, spec, config.profile)
+        spec = _check_strategy(section, spec, config.profile)
         expensive = section.lam if section.lambda_expensive is None else section.lambda_expensive
         return _mixed(spec, section.lam, expensive, section.gamma or 0.0)
     return make_strategy(spec.name, **spec.parameters(0.0))
@@ -102,8 +106,10 @@ def _mixed(spec: StrategySpec, cheap: float, expensive: float, gamma: float) -> 
     return mix(low, high, gamma)
 
 
-def _check_strategy(section: ProfileBudget, spec: StrategySpec, path: Path | None) -> None:
-    """Lambda values mean different things to different strategies: refuse a mismatch."""
+def _check_strategy(section: ProfileBudget, spec: StrategySpec, path: Path | None) -> StrategySpec:
+    """The config's strategy with the profile's fitted first step (``draft: auto``).
+
+    Lambda values mean different things to different strategies: refuse a mismatch."""
     fitted = section.strategy
     if fitted.name != spec.name or fitted.variant != spec.variant:
         raise InvalidInputError(
@@ -111,3 +117,11 @@ def _check_strategy(section: ProfileBudget, spec: StrategySpec, path: Path | Non
             f"({fitted.variant!r}), the config uses {spec.name!r} ({spec.variant!r}); "
             "recalibrate or set budget.lambda"
         )
+    fitted_draft = fitted.draft is True  # profiles before the choice planned the first step
+    if spec.draft != "auto" and spec.draft != fitted_draft:
+        raise InvalidInputError(
+            f"profile {path}: lambda was calibrated with strategy.draft {fitted_draft}, the "
+            f"config sets {spec.draft}; set strategy.draft to auto, recalibrate, or set "
+            "budget.lambda"
+        )
+    return spec.model_copy(update={"draft": fitted_draft})

@@ -11,7 +11,13 @@ It sits above `cascade_core.replay` (it reads ReplayDataset and runs the replay)
 `bench`, `calibrate` and `learned`; the engine never imports it.
 """
 
-from cascade_core.fitting.budget import BudgetFit, fit_budget, fit_to_budgets
+from cascade_core.fitting.budget import (
+    BudgetFit,
+    best_within_budget,
+    fit_best_to_budgets,
+    fit_budget,
+    fit_to_budgets,
+)
 from cascade_core.fitting.diagnostics import estimator_diagnostics
 from cascade_core.fitting.features import spec_for_dataset, table_from_dataset
 from cascade_core.fitting.quality import (
@@ -33,8 +39,10 @@ __all__ = [
     "BudgetFit",
     "NoiseLevel",
     "NoisyOracleEstimator",
+    "best_within_budget",
     "crossfit_staged",
     "estimator_diagnostics",
+    "fit_best_to_budgets",
     "fit_budget",
     "fit_noisy_oracle",
     "fit_quality_estimator",

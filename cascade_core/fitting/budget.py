@@ -195,6 +195,60 @@ def fit_to_budgets(
 
     A budget below the cheapest policy gets that policy (a sweep plots what it reaches).
     """
+    return [
+        f.strategy for f in _sweep_fits(strategy, context, budgets, true_cost, true_quality, seed)
+    ]
+
+
+def fit_best_to_budgets(
+    candidates: Sequence[Strategy],
+    context: BatchContext,
+    budgets: Sequence[float],
+    true_cost: FloatArray,
+    true_quality: FloatArray,
+    seed: int = 0,
+) -> list[tuple[int, BudgetFit]]:
+    """Per budget, (index, fit) of the candidate policy that reaches the highest quality on
+    the calibration data at that budget (`best_fit`): a design choice such as cascade
+    routing's first step, made on calibration rows, where each budget may want another."""
+    if not candidates:
+        raise InvalidInputError("candidates: give at least one strategy")
+    sweeps = [_sweep_fits(c, context, budgets, true_cost, true_quality, seed) for c in candidates]
+    return [best_fit(fits) for fits in zip(*sweeps, strict=True)]
+
+
+def best_fit(fits: Sequence[BudgetFit]) -> tuple[int, BudgetFit]:
+    """(index, fit) of the fit `best_within_budget` picks among fits to one budget."""
+    costs, qualities = [f.cost for f in fits], [f.quality for f in fits]
+    index = best_within_budget(costs, qualities, fits[0].budget)
+    return index, fits[index]
+
+
+def best_within_budget(
+    costs: Sequence[float], qualities: Sequence[float | None], budget: float
+) -> int:
+    """Which of several policies fitted to one budget to keep: the highest calibration
+    quality among those that meet the budget, the first on ties or unknown quality; the
+    cheapest when none meets it (a budget below every candidate's cheapest policy)."""
+    within = [i for i, c in enumerate(costs) if c <= budget * (1 + 1e-9) + 1e-15]
+    if not within:
+        return min(range(len(costs)), key=lambda i: costs[i])
+    best = within[0]
+    for i in within[1:]:
+        quality, incumbent = qualities[i], qualities[best]
+        if quality is not None and (incumbent is None or quality > incumbent + 1e-12):
+            best = i
+    return best
+
+
+def _sweep_fits(
+    strategy: Strategy,
+    context: BatchContext,
+    budgets: Sequence[float],
+    true_cost: FloatArray,
+    true_quality: FloatArray | None,
+    seed: int,
+) -> list[BudgetFit]:
     measure = _Measure(strategy, context, true_cost, true_quality)
     grid = parameter_grid(strategy, float(measure.cost.mean()))
-    return [_fit_scale(measure, float, grid, float(b), SWEEP_STEPS, seed).strategy for b in budgets]
+    return [_fit_scale(measure, float, grid, float(b), SWEEP_STEPS, seed) for b in budgets]

@@ -3,6 +3,14 @@
 Supermodels are scored by E[max quality] - lambda * cost. If the best is R itself, stop and
 answer with the run model of highest post-hoc quality; otherwise run the cheapest model of the
 winner that has not run yet, then decide again with the new post-hoc estimates.
+
+``draft=True`` runs the cheapest model first, whatever the estimates, and routes from there.
+Why: a supermodel is charged all its members' prices, although the cascade may stop after its
+cheapest, so the score undervalues "draft cheap, escalate only if unsure" exactly where the
+cheap model's post-hoc signal is informative and its price small (a self-verification P(True)
+ahead of a model nine times dearer), and the plan then routes past a draft worth running.
+Which of the two first steps pays is a property of the ladder and the budget, so it is chosen
+on calibration data (`cascade_core.fitting.budget.fit_best_to_budgets`), not assumed.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from cascade_core.strategies.base import (
     StateGroup,
     Strategy,
     check_parameter,
+    cost_order,
     per_step_value,
 )
 from cascade_core.strategies.supermodel_search import (
@@ -37,13 +46,15 @@ VARIANTS: tuple[str, ...] = ("exact", "greedy", "no_expect")
 @dataclass(frozen=True)
 class CascadeRouting(Strategy):
     """Variants: ``exact`` (all supermodels, pruned), ``greedy`` (R and R plus one model),
-    ``no_expect`` (max of the means instead of E[max]); ``max_depth`` caps the supermodel size.
+    ``no_expect`` (max of the means instead of E[max]); ``max_depth`` caps the supermodel size;
+    ``draft`` runs the cheapest model first (module doc).
     """
 
     lam: float | tuple[float, ...] = 0.0
     variant: Variant = "exact"
     max_depth: int | None = None
     n_samples: int = DEFAULT_SAMPLES
+    draft: bool = False
     name = "cascade_routing"
 
     def __post_init__(self) -> None:
@@ -65,6 +76,9 @@ class CascadeRouting(Strategy):
 
     def decide(self, estimates: QueryEstimates, ran: Sequence[int] | np.ndarray = ()) -> Decision:
         ran_set = as_model_set(ran, estimates.n_models)
+        if self.draft and not ran_set:
+            cheapest = int(cost_order(estimates.cost)[0])
+            return Decision(cheapest, f"run model {cheapest}: the cheapest model drafts first")
         if self.variant == "no_expect":
             samples = estimates.quality[None, :]
         else:
@@ -93,6 +107,8 @@ class CascadeRouting(Strategy):
         )
 
     def decide_batch(self, group: StateGroup) -> np.ndarray:
+        if self.draft and group.step == 0:
+            return cost_order(group.cost)[:, 0].copy()
         masks = supermodel_masks(
             group.ran, group.n_models, self.max_size(group.ran, group.n_models)
         )
