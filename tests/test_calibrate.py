@@ -240,6 +240,9 @@ def test_calibrate_real_local_ladder(local_ladder: RouterConfig, tmp_path: Path)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout[first.stdout.index("{") :])
     assert summary["complete_rows"] == summary["rows"] and summary["new_calls"] > 0
+    # the first step calibrate chose is the one the stored lambda was fitted with
+    assert summary["draft"] is json.loads(profile.read_text())["budget"]["strategy"]["draft"]
+    assert isinstance(summary["draft"], bool)
     again = CliRunner().invoke(app, args)
     assert json.loads(again.stdout[again.stdout.index("{") :])["new_calls"] == 0
 

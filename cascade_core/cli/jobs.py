@@ -99,6 +99,9 @@ def calibrate(
         summary["lambda"] = report.budget.get("lambda")
         summary["expected_cost_usd"] = report.budget.get("expected_cost_usd")
         summary["expected_quality"] = report.budget.get("expected_quality")
+        strategy = report.budget.get("strategy", {})
+        if strategy.get("name") == "cascade_routing":  # the first step calibrate chose
+            summary["draft"] = strategy.get("draft")
     summary["early_commit"] = report.early_commit
     typer.echo(json.dumps(summary, indent=1))
 
