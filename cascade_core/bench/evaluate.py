@@ -74,6 +74,7 @@ from cascade_core.strategies import (
     Strategy,
     ThresholdCascade,
 )
+from cascade_core.strategies.cascade_routing import FIRST_STEPS
 
 STRATEGY_NAMES: tuple[str, ...] = (
     "routing",
@@ -112,7 +113,7 @@ def bench_candidates(name: str, n_models: int) -> tuple[Strategy, ...]:
     doc says why neither is right for every ladder and budget); one policy otherwise."""
     strategy = make_bench_strategy(name, n_models)
     if name == "cascade_routing":
-        return (strategy, replace(strategy, draft=True))
+        return tuple(replace(strategy, draft=draft) for draft in FIRST_STEPS)
     return (strategy,)
 
 

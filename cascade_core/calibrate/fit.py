@@ -50,6 +50,7 @@ from cascade_core.replay import ReplayDataset
 from cascade_core.replay.metrics import dominated_models
 from cascade_core.replay.simulate import BatchContext, StagedEstimates, run_batch
 from cascade_core.strategies import make_strategy
+from cascade_core.strategies.cascade_routing import FIRST_STEPS
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,7 @@ def first_step_choices(spec: StrategySpec) -> list[StrategySpec]:
     both ways (planned first), any other spec as it is."""
     if spec.name != "cascade_routing" or spec.draft != "auto":
         return [spec]
-    return [spec.model_copy(update={"draft": draft}) for draft in (False, True)]
+    return [spec.model_copy(update={"draft": draft}) for draft in FIRST_STEPS]
 
 
 def _budget_for_quality(curve: list[dict[str, float | None]], target: float) -> float | None:

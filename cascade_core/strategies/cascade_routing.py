@@ -40,6 +40,9 @@ from cascade_core.strategies.supermodel_search import (
 )
 
 Variant = Literal["exact", "greedy", "no_expect"]
+# The first steps a fit chooses between on calibration data (module doc), in order of
+# preference on ties: planned (the paper's), then the cheapest model drafting.
+FIRST_STEPS: tuple[bool, ...] = (False, True)
 VARIANTS: tuple[str, ...] = ("exact", "greedy", "no_expect")
 
 
